@@ -1,0 +1,116 @@
+"""Symbol tables a trace carries beside its events.
+
+* kallsyms (``/proc/kallsyms`` text): kernel addresses to function names, for
+  ``%pS``/``%ps`` and the call-site columns of kmem and workqueue events;
+* printk formats (``printk_formats`` text): the format strings that
+  ``trace_printk()`` (``ftrace:bprint``) records point at;
+* saved cmdlines (``saved_cmdlines`` text): pid to command name, for the
+  ``comm-pid`` column of a report.
+
+trace.dat stores each as the tracefs text, so one parser serves files and live
+sessions.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+__all__ = ["KernelSymbols", "Cmdlines", "TraceSymbols"]
+
+
+@dataclass
+class KernelSymbols:
+    """Address -> function lookup over a kallsyms listing (sorted by address)."""
+
+    addrs: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    modules: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> "KernelSymbols":
+        """Parse ``/proc/kallsyms`` lines: ``ffffffff81000000 T _stext [module]``."""
+        rows: list[tuple[int, str, str | None]] = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            try:
+                addr = int(parts[0], 16)
+            except ValueError:
+                continue
+            mod = parts[3].strip("[]") if len(parts) > 3 else None
+            rows.append((addr, parts[2], mod))
+        # A stable sort keeps the file's order among equal addresses, as libtraceevent does
+        rows.sort(key=lambda r: r[0])
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+    def __len__(self) -> int:
+        return len(self.addrs)
+
+    def lookup(self, addr: int) -> tuple[str, int, int] | None:
+        """The symbol containing ``addr``: (name, offset into it, symbol address), or None."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0:
+            return None
+        return self.names[i], addr - self.addrs[i], self.addrs[i]
+
+    def exact(self, addr: int) -> str | None:
+        """The name of the symbol that starts exactly at ``addr``."""
+        i = bisect.bisect_left(self.addrs, addr)
+        if i < len(self.addrs) and self.addrs[i] == addr:
+            return self.names[i]
+        return None
+
+
+@dataclass
+class Cmdlines:
+    """pid -> comm, from ``saved_cmdlines`` (later lines win)."""
+
+    by_pid: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "Cmdlines":
+        out: dict[int, str] = {}
+        for line in text.splitlines():
+            pid, _, comm = line.partition(" ")
+            try:
+                out[int(pid)] = comm
+            except ValueError:
+                continue
+        return cls(out)
+
+    def get(self, pid: int) -> str | None:
+        return self.by_pid.get(pid)
+
+
+def parse_printk_formats(text: str) -> dict[int, str]:
+    """Parse ``printk_formats`` lines: ``0xffffffff82345678 : "fmt\\n"``.
+
+    The value keeps the C escapes as written; print-format rendering unescapes.
+    """
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        addr, sep, rest = line.partition(" : ")
+        if not sep:
+            continue
+        try:
+            a = int(addr.strip(), 16)
+        except ValueError:
+            continue
+        rest = rest.strip()
+        if len(rest) >= 2 and rest[0] == '"' and rest[-1] == '"':
+            rest = rest[1:-1]
+        out[a] = rest
+    return out
+
+
+@dataclass
+class TraceSymbols:
+    """Everything beside the events that rendering needs."""
+
+    kallsyms: KernelSymbols = field(default_factory=KernelSymbols)
+    printk_formats: dict[int, str] = field(default_factory=dict)
+    cmdlines: Cmdlines = field(default_factory=Cmdlines)
+    long_size: int = 8
+    little_endian: bool = True
