@@ -1,0 +1,162 @@
+"""The decorators a tracewatch script uses: ``on``, ``on_batch``, ``every``, ``at_start``, ``at_end``, ``on_lost``.
+
+A script is a plain Python file::
+
+    from tracewatch import on, on_batch, every, at_end, Map
+
+    calls = Map(int)
+
+    @on("raw_syscalls:sys_enter", where="common_pid != 0")
+    def enter(ev):
+        calls[ev.common_comm][ev.id] += 1
+
+    @at_end
+    def report():
+        calls.print(top=10)
+
+Decorators record handlers in the :class:`ScriptHandlers` that is current while
+the script loads (the runner makes a fresh one per run); the functions are
+returned unchanged, so a script stays importable and testable on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = [
+    "on", "on_batch", "every", "at_start", "at_end", "on_lost",
+    "ScriptHandlers", "EventHandler", "Timer", "parse_duration", "current_handlers",
+]
+
+
+@dataclass
+class EventHandler:
+    """A function bound to the events whose ``system:name`` matches ``pattern``."""
+
+    pattern: str
+    func: Callable[..., Any]
+    where: str | None = None
+    batch: bool = False
+
+    @property
+    def label(self) -> str:
+        code = getattr(self.func, "__code__", None)
+        where = f" ({code.co_filename}:{code.co_firstlineno})" if code else ""
+        return f"{getattr(self.func, '__qualname__', self.func)}{where}"
+
+
+@dataclass
+class Timer:
+    """A function called every ``interval_ns`` of trace time."""
+
+    interval_ns: int
+    func: Callable[[], Any]
+
+
+@dataclass
+class ScriptHandlers:
+    """Everything a script registered."""
+
+    events: list[EventHandler] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    start: list[Callable[[], Any]] = field(default_factory=list)
+    end: list[Callable[[], Any]] = field(default_factory=list)
+    lost: list[Callable[[int, int], Any]] = field(default_factory=list)
+    #: events named by the script that no handler function takes (perf scripts' extra events, -e)
+    extra_events: list[str] = field(default_factory=list)
+
+    def event_patterns(self) -> list[str]:
+        return [h.pattern for h in self.events] + list(self.extra_events)
+
+
+_current = ScriptHandlers()
+
+
+def current_handlers() -> ScriptHandlers:
+    return _current
+
+
+def set_current_handlers(handlers: ScriptHandlers) -> ScriptHandlers:
+    """Make ``handlers`` the registry decorators write to; returns the previous one."""
+    global _current
+    previous, _current = _current, handlers
+    return previous
+
+
+def _normalise_pattern(pattern: str) -> str:
+    pattern = pattern.strip().replace("/", ":")
+    return pattern
+
+
+def on(pattern: str, where: str | None = None) -> Callable[[Callable], Callable]:
+    """Call the function with each event (an ``Event``) whose ``system:name`` matches ``pattern``.
+
+    ``pattern`` is a glob: ``"sched:sched_switch"``, ``"sched:*"``, ``"sys_enter"`` (any system).
+    ``where`` is a filter in ftrace's syntax, applied before any Python object is built.
+    """
+
+    def register(func: Callable) -> Callable:
+        _current.events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=False))
+        return func
+
+    return register
+
+
+def on_batch(pattern: str, where: str | None = None) -> Callable[[Callable], Callable]:
+    """Call the function with an ``EventBatch`` (numpy columns) of matching events of one type."""
+
+    def register(func: Callable) -> Callable:
+        _current.events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=True))
+        return func
+
+    return register
+
+
+_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+          "min": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(value: str | int | float) -> int:
+    """``"500ms"``, ``"2s"``, ``"1m"`` or a number of seconds -> nanoseconds."""
+    if isinstance(value, (int, float)):
+        return int(value * 1_000_000_000)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", str(value))
+    if not m or m.group(2) not in _UNITS and m.group(2) != "":
+        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 1m)")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or "s"])
+
+
+def every(interval: str | int | float) -> Callable[[Callable], Callable]:
+    """Call the function every ``interval`` of trace time (``"1s"``, ``"100ms"``).
+
+    Trace time, not wall time: a replayed file fires timers where a live run would.
+    """
+    ns = parse_duration(interval)
+    if ns <= 0:
+        raise ValueError("every(): the interval must be positive")
+
+    def register(func: Callable) -> Callable:
+        _current.timers.append(Timer(ns, func))
+        return func
+
+    return register
+
+
+def at_start(func: Callable) -> Callable:
+    """Call the function once before the first event."""
+    _current.start.append(func)
+    return func
+
+
+def at_end(func: Callable) -> Callable:
+    """Call the function once after the last event (also after Ctrl-C or a handler error)."""
+    _current.end.append(func)
+    return func
+
+
+def on_lost(func: Callable[[int, int], Any]) -> Callable:
+    """Call ``func(cpu, count)`` where the ring buffer lost events (count -1: unknown number)."""
+    _current.lost.append(func)
+    return func

@@ -1,0 +1,1 @@
+"""Ready-made commands, one module each, each with ``main(argv) -> int``."""

@@ -1,0 +1,224 @@
+"""``tracewatch report``: print the events of a trace.dat file, like ``trace-cmd report``.
+
+The text of every line is what ``trace-cmd report`` prints (``--raw``: what
+``trace-cmd report -R`` prints), so existing eyes, scripts and diffs keep
+working; ``--json`` prints one JSON object per event for other languages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from typing import IO, Iterator, Sequence
+
+import numpy as np
+
+from ..cli import run_tool
+from ..errors import TraceFormatError
+from ..export.report_text import ReportFormatter, timestamps_in_usecs
+from ..formats.event_format import EventFormat, field_value
+from ..formats.tracedat import MergedIndex, TraceDatReader
+
+__all__ = ["main", "build_parser"]
+
+EXAMPLES = """\
+examples:
+  tracewatch report trace.dat                 # every event, as trace-cmd report prints it
+  tracewatch report --raw trace.dat           # field=value form, as trace-cmd report -R
+  tracewatch report --cpu 1 trace.dat         # only CPU 1
+  tracewatch report --events 'sched:*' trace.dat
+                                              # only the sched events (globs, comma lists)
+  tracewatch report --json trace.dat | jq .   # one JSON object per event
+  tracewatch report --keep-going bad.dat      # skip damaged pages instead of stopping
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tracewatch report",
+        description="Print the events of a trace-cmd trace.dat file in time order.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", nargs="?", help="trace.dat file (default: trace.dat)")
+    p.add_argument("-i", dest="input", metavar="FILE", help="trace.dat file (as trace-cmd report -i)")
+    p.add_argument("-R", "--raw", action="store_true", help="print fields as field=value (trace-cmd report -R)")
+    p.add_argument("--cpu", action="append", metavar="N", help="only these CPUs (repeat or comma list)")
+    p.add_argument("--events", "-e", action="append", metavar="GLOB",
+                   help="only these events: 'sched:*', 'sys_enter', comma lists")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--keep-going", action="store_true", help="skip damaged pages and go on")
+    p.add_argument("--stat", action="store_true", help="print events and lost events per CPU at the end (stderr)")
+    return p
+
+
+def _cpus(values: list[str] | None) -> set[int] | None:
+    if not values:
+        return None
+    out: set[int] = set()
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    lo, hi = part.split("-", 1)
+                    out.update(range(int(lo), int(hi) + 1))
+                else:
+                    out.add(int(part))
+            except ValueError:
+                raise TraceFormatError(f"--cpu: not a CPU number: {part!r}") from None
+    return out
+
+
+def event_matcher(globs: list[str] | None):
+    """A predicate on EventFormat for ``--events`` globs (``sched:*``, ``sys_enter``, ``*:*open*``)."""
+    if not globs:
+        return None
+    pats = [g.strip() for v in globs for g in v.split(",") if g.strip()]
+
+    def match(fmt: EventFormat) -> bool:
+        full = f"{fmt.system}:{fmt.name}"
+        for pat in pats:
+            pat = pat.replace("/", ":")
+            if ":" in pat:
+                if fnmatch.fnmatchcase(full, pat):
+                    return True
+            elif fnmatch.fnmatchcase(fmt.name, pat) or fnmatch.fnmatchcase(fmt.system, pat):
+                return True
+        return False
+
+    return match
+
+
+def select(index: MergedIndex, formats: dict[int, EventFormat], cpus: set[int] | None, match) -> MergedIndex:
+    """The events of ``index`` on ``cpus`` whose event type ``match`` accepts."""
+    keep = np.ones(len(index), dtype=bool)
+    if cpus is not None:
+        keep &= np.isin(index.cpu, np.array(sorted(cpus), dtype=np.int32))
+    if match is not None:
+        ok_ids = np.array([i for i, f in formats.items() if match(f)], dtype=np.int64)
+        keep &= np.isin(index.type_id.astype(np.int64), ok_ids)
+    if keep.all():
+        return index
+    sel = np.flatnonzero(keep)
+    out = index.take(sel)
+    # lost-event marks belong to the first event shown after them on that CPU
+    return out
+
+
+def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[str]:
+    """The report lines of the events in ``index`` (no newlines)."""
+    formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw,
+                                in_usecs=timestamps_in_usecs(reader.trace_clock))
+    formats = reader.formats
+    buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
+    trailing = {i for i, f in formats.items() if any(fl.array_len == 0 for fl in f.fields)}
+    page_size = reader.page_size
+    line = formatter.line
+    for cpu, ts, off, ln, ty, missed in zip(index.cpu.tolist(), index.ts.tolist(), index.offset.tolist(),
+                                            index.length.tolist(), index.type_id.tolist(),
+                                            index.missed_before.tolist()):
+        buf = buffers[cpu]
+        payload = buf[off : off + ln].tobytes()
+        if ty in trailing:
+            # C's %s on a char buf[] without NUL reads on into the page; so must we
+            page_end = (off // page_size + 1) * page_size
+            after = buf[off + ln : page_end].tobytes()
+            yield line(cpu, ts, payload, formats.get(ty), missed_before=missed, after=after)
+        else:
+            yield line(cpu, ts, payload, formats.get(ty), missed_before=missed)
+
+
+def json_lines(reader: TraceDatReader, index: MergedIndex) -> Iterator[str]:
+    """One JSON object per event: name, system, metadata (common_*), then the fields."""
+    formats = reader.formats
+    buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
+    little = reader.little_endian
+    cmdlines = reader.symbols.cmdlines.by_pid
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for cpu, ts, off, ln, ty in zip(index.cpu.tolist(), index.ts.tolist(), index.offset.tolist(),
+                                    index.length.tolist(), index.type_id.tolist()):
+        fmt = formats.get(ty)
+        payload = buffers[cpu][off : off + ln].tobytes()
+        obj: dict[str, object] = {}
+        if fmt is None:
+            obj.update(event=f"unknown:{ty}", common_type=ty)
+        else:
+            obj["event"] = f"{fmt.system}:{fmt.name}"
+        obj["common_ts"] = ts
+        obj["common_cpu"] = cpu
+        if fmt is not None:
+            for f in fmt.fields:
+                obj[f.name] = field_value(f, payload, little)
+            pid = obj.get("common_pid", 0)
+            obj["common_comm"] = "<idle>" if pid == 0 else cmdlines.get(pid, "<...>")  # type: ignore[arg-type]
+        yield dumps(obj)
+
+
+def write_lines(lines: Iterator[str], out: IO[bytes], chunk: int = 4096) -> None:
+    """Write lines to a binary stream in chunks; surrogate escapes become their original bytes."""
+    buf: list[str] = []
+    for text in lines:
+        buf.append(text)
+        if len(buf) >= chunk:
+            buf.append("")
+            out.write("\n".join(buf).encode("utf-8", "surrogateescape"))
+            buf.clear()
+    if buf:
+        buf.append("")
+        out.write("\n".join(buf).encode("utf-8", "surrogateescape"))
+
+
+def lost_summary(reader: TraceDatReader, index: MergedIndex) -> str:
+    rows = ["CPU  events      lost  pages-with-loss"]
+    lost = reader.lost_events()
+    counts = np.bincount(index.cpu, minlength=reader.cpus) if len(index) else np.zeros(reader.cpus, int)
+    for cpu in range(reader.cpus):
+        le = lost.get(cpu)
+        n_lost = "?" if le is None else (f"{le.lost}+?" if le.unknown_pages else str(le.lost))
+        pages = 0 if le is None else le.pages_with_loss
+        rows.append(f"{cpu:>3}  {int(counts[cpu]):>6}  {n_lost:>8}  {pages:>15}")
+    return "\n".join(rows)
+
+
+def _report(args: argparse.Namespace) -> int:
+    path = args.input or args.file or "trace.dat"
+    reader = TraceDatReader(path)
+    error: TraceFormatError | None = None
+    try:
+        index = reader.index(keep_going=args.keep_going)
+    except TraceFormatError as e:
+        partial = getattr(e, "partial", None)
+        if partial is None:
+            raise
+        index, error = partial, e
+    index = select(index, reader.formats, _cpus(args.cpu), event_matcher(args.events))
+    out = sys.stdout.buffer
+    sys.stdout.flush()
+    if args.json:
+        write_lines(json_lines(reader, index), out)
+    else:
+        out.write(f"cpus={reader.cpus}\n".encode())
+        write_lines(report_lines(reader, index, raw=args.raw), out)
+    out.flush()
+    lost = reader.lost_events()
+    any_lost = any(le.pages_with_loss for le in lost.values())
+    if args.stat or any_lost:
+        print(lost_summary(reader, index), file=sys.stderr)
+    if args.keep_going and index.damage:
+        for d in index.damage:
+            print(f"tracewatch: warning: skipped damaged data: {d}", file=sys.stderr)
+    if error is not None:
+        error.hint = error.hint or "the file may be truncated or damaged; --keep-going skips damaged pages"
+        raise error
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tracewatch report``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return run_tool(lambda: _report(args), prog="tracewatch")
