@@ -14,10 +14,19 @@ from typing import Iterator
 
 from ..errors import TraceFormatError
 from ..formats.tracedat import TraceDatReader
-from ..stream.batch import TraceContext
+from ..stream.batch import Event, EventBatch, TraceContext
 from ..stream.chunk import EventChunk
 
-__all__ = ["FileSource"]
+__all__ = ["FileSource", "open_trace"]
+
+
+def _matcher(pattern: str | None):
+    if pattern is None:
+        return None
+    from ..stream.dispatch import pattern_matches
+
+    pats = [p.strip().replace("/", ":") for p in pattern.split(",") if p.strip()]
+    return lambda fmt: any(pattern_matches(p, fmt) for p in pats)
 
 
 class FileSource:
@@ -54,6 +63,22 @@ class FileSource:
         if error is not None:
             raise error
 
+    def batches(self, events: str | None = None) -> Iterator["EventBatch"]:
+        """Columnar batches, one per event type per chunk; ``events`` is a glob (``"sched:*"``)."""
+        only = _matcher(events)
+        for chunk in self.chunks():
+            for batch, _pos in chunk.batches(only=only):
+                yield batch
+
+    def events(self, events: str | None = None) -> Iterator["Event"]:
+        """Every event (matching the ``events`` glob) as an :class:`Event`, in time order."""
+        only = _matcher(events)
+        for chunk in self.chunks():
+            yield from chunk.events(only=only)
+
+    def __iter__(self) -> Iterator["Event"]:
+        return self.events()
+
     def lost_events(self) -> dict[int, int]:
         """Events lost per CPU, from the pages' missed-events marks (-1: some, count unknown)."""
         out = {}
@@ -69,3 +94,15 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_trace(path: str, *, keep_going: bool = False) -> FileSource:
+    """Open a trace.dat file for reading events::
+
+        with tracewatch.open_trace("trace.dat") as t:
+            for ev in t.events("sched:sched_switch"):
+                print(ev.prev_comm, ev.next_comm, ev.common_ts)
+            for b in t.batches("raw_syscalls:sys_enter"):
+                print(len(b), b.id[:10])
+    """
+    return FileSource(path, keep_going=keep_going)

@@ -12,12 +12,13 @@ unless a per-event handler asks for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..formats.event_format import EventFormat
-from .batch import EventBatch, TraceContext, split_by_type
+from .batch import Event, EventBatch, TraceContext, split_by_type
 
 __all__ = ["EventChunk"]
 
@@ -66,6 +67,17 @@ class EventChunk:
         """One :class:`EventBatch` per event type, with the rows' positions in this chunk."""
         return split_by_type(self.context, self.buffers, self.cpu, self.ts, self.offset, self.length,
                              self.type_id, only=only, little=self.little)
+
+    def events(self, only: Callable[[EventFormat], bool] | None = None) -> list[Event]:
+        """Every event (of the types ``only`` accepts) as an :class:`Event`, in time order."""
+        parts = [(pos, batch.events_()) for batch, pos in self.batches(only=only)]
+        if not parts:
+            return []
+        if len(parts) == 1:
+            return parts[0][1]
+        order = np.argsort(np.concatenate([p for p, _ in parts]), kind="stable").tolist()
+        flat: list[Event] = [ev for _, evs in parts for ev in evs]
+        return list(itemgetter(*order)(flat)) if len(order) > 1 else flat
 
     def losses(self) -> Iterator[tuple[int, int, int]]:
         """``(cpu, count, ts)`` for each place the ring buffer lost events (count -1: unknown)."""

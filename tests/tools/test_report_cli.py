@@ -1,0 +1,97 @@
+"""`tracewatch report` as a user runs it: output, options, and errors at the edges."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import fixture_path
+from tracewatch.tools import report
+
+FILES = ["a_syscalls.v6.dat", "b_sched.v6.dat", "c_markers.v6.dat", "e_mixed.v6.dat"]
+
+
+def run_report(capsysbinary, *argv: str) -> tuple[int, bytes, str]:
+    rc = report.main(list(argv))
+    out, err = capsysbinary.readouterr()
+    return rc, out, err.decode()
+
+
+@pytest.mark.parametrize("name", FILES + ["e_mixed.v7z.dat"])
+@pytest.mark.parametrize("raw", [False, True])
+def test_report_equals_trace_cmd(capsysbinary, name, raw):
+    path = fixture_path(name)
+    stored = fixture_path(name.replace(".v7z", ".v6") + (".raw.txt" if raw else ".report.txt")).read_bytes()
+    rc, out, err = run_report(capsysbinary, *(["--raw"] if raw else []), str(path))
+    assert rc == 0, err
+    if out != stored:
+        got, want = out.split(b"\n"), stored.split(b"\n")
+        first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b) if got[: len(want)] != want else len(want)
+        pytest.fail(f"line {first + 1} differs:\n got: {got[first] if first < len(got) else b'<EOF>'!r}\n"
+                    f"want: {want[first] if first < len(want) else b'<EOF>'!r}")
+
+
+def test_cpu_and_events_filters(capsysbinary):
+    path = str(fixture_path("b_sched.v6.dat"))
+    rc, out, _ = run_report(capsysbinary, "--cpu", "1", "--events", "sched:sched_switch", path)
+    assert rc == 0
+    lines = out.decode().splitlines()[1:]
+    want = [l for l in fixture_path("b_sched.v6.dat.report.txt").read_text().splitlines()
+            if "[001]" in l and " sched_switch: " in l]
+    assert lines == want and len(lines) > 100
+
+
+def test_json_one_object_per_event(capsysbinary):
+    path = str(fixture_path("b_sched.v6.dat"))
+    rc, out, _ = run_report(capsysbinary, "--json", path)
+    assert rc == 0
+    objs = [json.loads(l) for l in out.decode().splitlines()]
+    assert len(objs) == 2309
+    sw = next(o for o in objs if o["event"] == "sched:sched_switch")
+    assert {"common_ts", "common_cpu", "common_pid", "common_comm", "prev_comm", "next_pid"} <= set(sw)
+    wk = next(o for o in objs if o["event"] == "sched:sched_wakeup")
+    assert "pid" in wk and "common_pid" in wk  # the field and the metadata never collide
+
+
+def test_missing_file_is_one_line_exit_2(capsysbinary, tmp_path):
+    rc, out, err = run_report(capsysbinary, str(tmp_path / "nope.dat"))
+    assert rc == 2 and out == b""
+    assert err.count("\n") == 1 and "nope.dat" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("head, what", [(b"PERFILE2" + bytes(100), "perf.data"), (b"", "empty"),
+                                        (b"\x17\x08\x44tracing6\0" + bytes(3), "")])
+def test_not_a_trace(capsysbinary, tmp_path, head, what):
+    p = tmp_path / "x.dat"
+    p.write_bytes(head)
+    rc, out, err = run_report(capsysbinary, str(p))
+    assert rc == 2
+    assert err.startswith("tracewatch: error: ") and str(p) in err and "Traceback" not in err
+    assert what in err
+
+
+def test_truncated_file_prints_events_before_damage(capsysbinary, tmp_path):
+    src = fixture_path("a_syscalls.v6.dat").read_bytes()
+    p = tmp_path / "cut.dat"
+    p.write_bytes(src[: len(src) - 100_000])
+    rc, out, err = run_report(capsysbinary, str(p))
+    assert rc == 2
+    first = err.splitlines()[0]
+    assert str(p) in first and "0x" in first and "Traceback" not in err
+    lines = out.decode().splitlines()
+    assert len(lines) > 1000  # the events before the damage were printed
+    stored = fixture_path("a_syscalls.v6.dat.report.txt").read_text().splitlines()
+    stored_set = set(stored)
+    assert all(l in stored_set for l in lines)
+
+
+def test_command_line_entry_point(tmp_path):
+    """The installed command runs and exits 2 with one line on bad input."""
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(b"hello world")
+    r = subprocess.run([sys.executable, "-m", "tracewatch", "report", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
