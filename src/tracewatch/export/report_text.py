@@ -1,0 +1,806 @@
+"""Report lines exactly as ``trace-cmd report`` and ``trace-cmd report -R`` print them.
+
+A report line (trace-cmd 3.1.6, libtraceevent 1.7)::
+
+    "%16s-%-5d [%03d]"  comm, common_pid, cpu         ("<idle>" for pid 0, "<...>" unknown)
+    " %5d.%06d:"        timestamp in usecs, rounded   (when the trace clock counts ns)
+    " %s: "             event name, then spaces up to 20 characters of name
+    info                plugin or print fmt text, or with -R " field=value" per field
+                        (one trailing newline of the whole line is dropped)
+
+preceded by ``CPU:N [EVENTS DROPPED]`` lines when the ring buffer lost events.
+
+The -R field list is libtraceevent's ``tep_print_fields``: each field that the
+print fmt passes plainly (``REC->field``, perhaps behind a cast) is printed with
+that conversion of the print fmt, the others "raw" (decimal, ``0x`` for longs
+and pointers, strings, ``ARRAY[..]`` hex bytes).  Which conversion a field gets
+depends only on the event format, so :class:`ReportFormatter` compiles, per
+event type, one ``%`` format string and one ``struct`` unpacker: a -R line is
+one unpack and one ``%`` operation, with per-field code only for strings,
+arrays and symbol lookups.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from ..formats.event_format import EventFormat, Field
+from ..formats.plugins import EventRenderer, find_function, make_renderer
+from ..formats.symbols import TraceSymbols
+
+__all__ = [
+    "ReportFormatter",
+    "report_lines",
+    "timestamps_in_usecs",
+    "PrintFmtPiece",
+    "split_print_fmt",
+    "write_report",
+]
+
+_UNKNOWN_EVENT = "[UNKNOWN EVENT]"
+_NAME_COLUMN = 20
+
+
+def timestamps_in_usecs(trace_clock: str | None) -> bool:
+    """Whether trace-cmd prints timestamps as ``secs.usecs`` for this trace clock.
+
+    Clocks that count nanoseconds do; counters (``counter``, ``x86-tsc`` without
+    a tsc2nsec conversion) print the raw number.
+    """
+    if not trace_clock:
+        return True
+    return trace_clock in ("local", "global", "uptime", "perf", "tai", "x86-tsc-nsec") or trace_clock.startswith(
+        "mono"
+    )
+
+
+def _name_column(name: str) -> str:
+    """``" %s: "`` then spaces so names shorter than 20 characters line up."""
+    return f" {name}: " + " " * max(0, _NAME_COLUMN - len(name.encode("utf-8", "surrogateescape")))
+
+
+# ---------------------------------------------------------------------------
+# The print fmt as libtraceevent's parse_args cuts it: literal pieces and one
+# piece per conversion, each conversion holding the text of its argument.
+
+
+@dataclass
+class PrintFmtPiece:
+    """One element of libtraceevent's ``print_cache`` list.
+
+    ``kind`` is "string" (literal ``text``), "digit" (d i u x X o c), "pointer"
+    (``%p`` and its suffix letters) or "str" (``%s``).  ``arg`` is the argument
+    text, ``ls`` the length modifier count (-2 hh .. 2 ll), ``width_arg`` true
+    for ``*`` widths (which take an argument of their own).
+    """
+
+    kind: str
+    text: str
+    arg: str | None = None
+    ls: int = 0
+    width_arg: bool = False
+
+
+def _split_args(text: str) -> list[str]:
+    """Split the argument list of a print fmt at its top-level commas."""
+    args: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if text[j] == "\\" else 1
+            i = j
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    tail = text[start:].strip()
+    if tail:
+        args.append(tail)
+    return args
+
+
+def _split_format_and_args(print_fmt: str) -> tuple[str, list[str]]:
+    """The format string (adjacent literals joined, escapes kept) and the argument texts."""
+    i, n = 0, len(print_fmt)
+    parts: list[str] = []
+    while True:
+        while i < n and print_fmt[i].isspace():
+            i += 1
+        if i >= n or print_fmt[i] != '"':
+            break
+        j = i + 1
+        while j < n and print_fmt[j] != '"':
+            j += 2 if print_fmt[j] == "\\" else 1
+        parts.append(print_fmt[i + 1 : j])
+        i = j + 1
+    rest = print_fmt[i:].strip()
+    if rest.startswith(","):
+        rest = rest[1:]
+    return "".join(parts), _split_args(rest)
+
+
+_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _pointer_suffix_length(fmt: str) -> int:
+    """How many letters after ``%p`` belong to the conversion (parse_arg_format_pointer)."""
+    if not fmt:
+        return 0
+    c = fmt[0]
+    nxt = fmt[1] if len(fmt) > 1 else ""
+    if c in "FSfs":
+        return 1
+    if c in "Mm":
+        return 2 if nxt in "RF" else 1
+    if c in "Ii":
+        ret = 0
+        index = 2
+        if nxt == "S":
+            while index < len(fmt) and fmt[index] in "pfs":
+                ret += 1
+                index += 1
+        if nxt in ("S", "4"):
+            if index < len(fmt) and fmt[index] in "hnlb":
+                ret += 1
+                index += 1
+            if nxt == "4":
+                return ret + 2
+        if nxt in ("S", "6"):
+            if index < len(fmt) and fmt[index] == "c":
+                ret += 1
+            ret += 1
+        return ret + 1
+    if c == "U":
+        return 2 if nxt in "LlBb" else 1
+    if c == "h":
+        return 2 if nxt in "CDN" else 1
+    return 0
+
+
+def split_print_fmt(print_fmt: str) -> list[PrintFmtPiece]:
+    """Cut a print fmt into the pieces libtraceevent's ``parse_args`` makes."""
+    fmt, args = _split_format_and_args(print_fmt)
+    arg_iter = iter(args)
+    pieces: list[PrintFmtPiece] = []
+    i, n = 0, len(fmt)
+    while i < n:
+        if fmt[i] == "%" and fmt[i + 1 : i + 2] != "%":
+            j = i + 1
+            ls = 0
+            width_arg = False
+            piece = None
+            while j < n:
+                c = fmt[j]
+                if c == "h":
+                    ls -= 1
+                elif c == "l":
+                    ls += 1
+                elif c == "L":
+                    ls = 2
+                elif c in "zZ":
+                    ls = 1
+                elif c in "#.-+0123456789":
+                    pass
+                elif c == "*":
+                    width_arg = True
+                    next(arg_iter, None)
+                elif c == "p":
+                    j += _pointer_suffix_length(fmt[j + 1 :])
+                    piece = PrintFmtPiece("pointer", fmt[i : j + 1], next(arg_iter, None), ls, width_arg)
+                elif c in "cduixXo":
+                    piece = PrintFmtPiece("digit", fmt[i : j + 1], next(arg_iter, None), ls, width_arg)
+                elif c == "s":
+                    piece = PrintFmtPiece("str", fmt[i : j + 1], next(arg_iter, None), 0, width_arg)
+                else:
+                    piece = PrintFmtPiece("string", f">{c}<")
+                if piece is not None:
+                    break
+                j += 1
+            if piece is None:  # the format ended inside a conversion
+                break
+            pieces.append(piece)
+            i = j + 1
+            continue
+        # a literal run, up to the next conversion
+        out = []
+        while i < n:
+            c = fmt[i]
+            if c == "\\" and i + 1 < n:
+                out.append(_C_ESCAPES.get(fmt[i + 1], fmt[i + 1]))
+                i += 2
+                continue
+            if c == "%":
+                if fmt[i + 1 : i + 2] == "%":
+                    out.append("%")
+                    i += 2
+                    continue
+                break
+            out.append(c)
+            i += 1
+        pieces.append(PrintFmtPiece("string", "".join(out)))
+    return pieces
+
+
+_CAST_RE = re.compile(r"^\(\s*([A-Za-z_][A-Za-z0-9_ ]*?\s*\**)\s*\)\s*(.+)$", re.S)
+_FIELD_ARG_RE = re.compile(r"^REC\s*->\s*([A-Za-z_][A-Za-z0-9_]*)$")
+# eval_type_str: a cast to one of these keeps only the low bytes of the value
+_CAST_MASK_BYTES = {"u8": 1, "s8": 1, "u16": 2, "s16": 2, "u32": 4, "s32": 4, "char": 1, "short": 2, "int": 4}
+
+
+def _plain_field_arg(arg: str | None) -> tuple[str, int] | None:
+    """``(field name, bytes kept by casts)`` when ``arg`` is ``REC->name`` behind casts/parens.
+
+    libtraceevent matches a field to a conversion only for such arguments
+    (``TEP_PRINT_FIELD``, possibly inside ``TEP_PRINT_TYPE`` casts).
+    """
+    if arg is None:
+        return None
+    text = arg.strip()
+    keep = 8
+    while True:
+        m = _FIELD_ARG_RE.match(text)
+        if m:
+            return m.group(1), keep
+        m = _CAST_RE.match(text)
+        if m and "->" not in m.group(1):
+            ctype = " ".join(m.group(1).split())
+            if not ctype.endswith("*"):
+                base = ctype[len("unsigned ") :] if ctype.startswith("unsigned ") else ctype
+                keep = min(keep, _CAST_MASK_BYTES.get(base, 8))
+            text = m.group(2).strip()
+            continue
+        if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+            text = text[1:-1].strip()
+            continue
+        return None
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+# ---------------------------------------------------------------------------
+# -R field printers
+
+
+_INT_CODE = {1: "b", 2: "h", 4: "i", 8: "q"}
+_LS_BYTES = {-2: 1, -1: 2, 0: 4, 1: 8, 2: 8}
+_LENGTH_MODIFIERS = re.compile(r"[hlLzZjtq]")
+
+
+def _is_long(f: Field) -> bool:
+    """TEP_FIELD_IS_LONG: the C type says ``long`` (also ``long long``)."""
+    return "long" in f.type
+
+
+def _is_pointer(f: Field) -> bool:
+    return "*" in f.type
+
+
+def _is_string_type(f: Field) -> bool:
+    """TEP_FIELD_IS_STRING: an array whose type mentions char, u8 or s8."""
+    return any(word in f.type for word in ("char", "u8", "s8"))
+
+
+def _is_array(f: Field) -> bool:
+    return f.array_len is not None or f.is_dynamic
+
+
+@dataclass
+class _Direct:
+    """Values read by the event's struct unpacker (``code`` may be ``"16B"``, one
+    value per byte) and formatted by ``pyfmt``, which has one conversion per value."""
+
+    code: str
+    offset: int
+    pyfmt: str
+    convert: Callable[[Any], Any] | None = None
+
+
+@dataclass
+class _Computed:
+    """A value produced by code: ``fn(payload, after) -> str``."""
+
+    fn: Callable[[bytes, bytes], str]
+
+
+# isprint() || isspace() in the C locale (bytes >= 0x80 are neither)
+_PRINTABLE_OR_SPACE = bytes(range(0x20, 0x7F)) + b"\t\n\v\f\r"
+
+
+def _printable(data: bytes) -> bool:
+    """libtraceevent's is_printable_array over ``data`` (already cut at its NUL)."""
+    return not data.translate(None, _PRINTABLE_OR_SPACE)
+
+
+def _hex_bytes(data: bytes) -> str:
+    """``00, 7f, ..``: the inside of ``ARRAY[..]``."""
+    return data.hex(",").replace(",", ", ")
+
+
+class _ArrayPrinter:
+    """print_field_raw for array fields: a string while it is printable, else ``ARRAY[..]``.
+
+    libtraceevent clears the field's string flag the first time a value is not
+    printable, so every later record of this event prints the field as
+    ``ARRAY[..]`` too: this object keeps that flag.  A printable string prints
+    up to its NUL like C's ``%s``; when the record holds no NUL (a ``char buf[]``
+    filled to the end) C reads on into the ring-buffer page, which ``after``
+    stands for.
+    """
+
+    def __init__(self, f: Field, little: bool):
+        self.field = f
+        self.order = "little" if little else "big"
+        self.is_string = _is_string_type(f)
+
+    def _span(self, payload: bytes) -> tuple[int, int]:
+        """dynamic_offset_field: where the array is; (0, 0) when it lies outside the record."""
+        f = self.field
+        if not f.is_dynamic:
+            return f.offset, f.size
+        size = len(payload)
+        if f.offset + f.size > size:
+            return 0, 0
+        word = int.from_bytes(payload[f.offset : f.offset + f.size], self.order)
+        start = word & 0xFFFF
+        length = size - start if f.size == 2 else word >> 16
+        if start + length > size:
+            length = 0
+        if start > size:
+            start = 0
+        if f.rel_loc:
+            start += f.offset + f.size
+        return start, length
+
+    def __call__(self, payload: bytes, after: bytes) -> str:
+        start, length = self._span(payload)
+        data = payload[start : start + length]
+        if self.is_string:
+            head = data.partition(b"\0")[0]
+            if not head.translate(None, _PRINTABLE_OR_SPACE):  # printable
+                if len(head) == len(data) and b"\0" not in data:
+                    # no NUL in the array: C's %s reads on into the page
+                    head = (payload + bytes(after))[start:].partition(b"\0")[0]
+                return head.decode("utf-8", "surrogateescape")
+            self.is_string = False
+        if len(data) < length:
+            data = (payload + bytes(after))[start : start + length].ljust(length, b"\0")
+        return "ARRAY[" + _hex_bytes(data) + "]"
+
+
+def _raw_scalar(f: Field, little: bool) -> _Direct | _Computed:
+    """print_field_raw for a scalar: decimal, or hex for pointers and longs."""
+    size = f.size
+    if size not in _INT_CODE:
+        return _Computed(lambda payload, after: "0")
+    unsigned = _INT_CODE[size].upper()
+    if _is_pointer(f):
+        return _Direct(unsigned, f.offset, "0x%x")
+    if f.signed:
+        if size == 4 and _is_long(f):
+            return _Direct(unsigned, f.offset, "0x%x")
+        return _Direct(_INT_CODE[size], f.offset, {2: "%2d", 1: "%1d"}.get(size, "%d"))
+    return _Direct(unsigned, f.offset, "0x%x" if _is_long(f) else "%d")
+
+
+def _digit_conversion(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -> _Direct | _Computed:
+    """A field printed with the print fmt's integer conversion (print_arg_number).
+
+    libtraceevent reads the field unsigned, masks it for casts, converts it to
+    the C type of the length modifier and hands it to printf: reading the low
+    ``min(field, cast, modifier)`` bytes with the conversion's signedness gives
+    the same number, so most of these stay a struct read.
+    """
+    spec = piece.text
+    conv = spec[-1]
+    size = f.size
+    if size not in _INT_CODE or piece.width_arg or conv in "co" or "#" in spec or " " in spec[1:-1]:
+        return _Computed(_c_printf_computed(f, piece, keep, little))
+    signed_conv = conv in "di"
+    modifier_bytes = _LS_BYTES.get(piece.ls, 8)
+    width = min(size, keep)
+    if modifier_bytes < width:
+        width, signed = modifier_bytes, signed_conv
+    elif modifier_bytes == width:
+        signed = signed_conv
+    else:
+        signed = False
+    code = _INT_CODE[width]
+    if not signed:
+        code = code.upper()
+    offset = f.offset if little else f.offset + size - width
+    pyfmt = _LENGTH_MODIFIERS.sub("", spec)
+    pyfmt = pyfmt[:-1] + {"u": "d", "i": "d"}.get(conv, conv)
+    return _Direct(code, offset, pyfmt)
+
+
+def _c_printf_computed(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -> Callable[[bytes, bytes], str]:
+    """The rare integer conversions Python's % does not share with C (%c, %#x of 0, %#o, *)."""
+    spec = _LENGTH_MODIFIERS.sub("", piece.text)
+    conv = spec[-1]
+    bits = 8 * min(f.size or 8, keep, _LS_BYTES.get(piece.ls, 8))
+    order = "little" if little else "big"
+
+    def fn(payload: bytes, after: bytes) -> str:
+        value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
+        if conv in "di" and value >> (bits - 1):
+            value -= 1 << bits
+        if conv == "c":
+            return chr(value & 0xFF)
+        py = spec.replace("*", "").replace("u", "d").replace("i", "d")
+        if "#" in py and (value == 0 or conv == "o"):
+            # C: "%#x" of 0 is "0" and "%#o" prefixes a plain "0" (Python writes "0x0", "0o")
+            py = py.replace("#", "")
+            if conv == "o" and value:
+                return (py[:-1] + "s") % ("0%o" % value)
+        return py % value
+
+    return fn
+
+
+def _pointer_conversion(f: Field, piece: PrintFmtPiece, keep: int, symbols: TraceSymbols) -> _Direct | _Computed:
+    """``%p`` (glibc: ``(nil)`` or ``0x..``) and ``%ps``/``%pS`` (function names).
+
+    The pointer is a struct read; its text comes from a converter that, for
+    symbols, remembers each address it resolved (call sites repeat a lot).
+    """
+    if f.size not in _INT_CODE:
+        return _Computed(lambda payload, after: "(nil)")
+    suffix = piece.text[piece.text.index("p") + 1 :][:1]
+    mask = (1 << (8 * min(f.size, keep))) - 1
+    code = _INT_CODE[f.size].upper()
+
+    if suffix in ("s", "f", "S", "F"):
+        with_offset = suffix in ("S", "F")
+        names: dict[int, str] = {}
+
+        def function_name(addr: int) -> str:
+            text = names.get(addr)
+            if text is None:
+                value = addr & mask
+                func = find_function(symbols, value)
+                if func is None:
+                    text = f"0x{value:x}"
+                else:
+                    text = f"{func[0]}+0x{value - func[1]:x}" if with_offset else func[0]
+                if len(names) < 1 << 16:
+                    names[addr] = text
+            return text
+
+        return _Direct(code, f.offset, "%s", function_name)
+
+    def plain_pointer(addr: int) -> str:
+        addr &= mask
+        return "0x%x" % addr if addr else "(nil)"
+
+    return _Direct(code, f.offset, "%s", plain_pointer)
+
+
+class _RawEventPlan:
+    """The compiled -R printer of one event type."""
+
+    def __init__(self, fmt: EventFormat, symbols: TraceSymbols):
+        little = symbols.little_endian
+        pieces = split_print_fmt(fmt.print_fmt)
+        slots: list[tuple[str, _Direct | _Computed]] = []
+        # print_selected_fields: the search for a field's conversion starts after the
+        # previous field's match and wraps around; once a match was the last piece
+        # the position is "nothing" and every later field prints raw.
+        position: int | None = 0
+        for f in fmt.event_fields:
+            printer: _Direct | _Computed | None = None
+            if _is_array(f) and not f.is_dynamic and not _is_string_type(f) and f.size:
+                # a fixed array of numbers always prints as ARRAY[..] hex bytes
+                printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes)
+            elif _is_array(f):
+                printer = _Computed(_ArrayPrinter(f, little))
+            elif position is not None and pieces:
+                found = self._find_piece(pieces, position, f.name)
+                if found is not None:
+                    index, prefix_0x = found
+                    piece = pieces[index]
+                    keep = _plain_field_arg(piece.arg)[1]  # type: ignore[index]
+                    if piece.kind == "digit":
+                        printer = _digit_conversion(f, piece, keep, little)
+                    elif piece.kind == "pointer":
+                        printer = _pointer_conversion(f, piece, keep, symbols)
+                    if printer is not None and prefix_0x:
+                        printer = _prefixed(printer, "0x")
+                    position = index + 1 if index + 1 < len(pieces) else None
+            if printer is None:
+                printer = _raw_scalar(f, little)
+            slots.append((f.name, printer))
+        self._compile(fmt, slots, little)
+
+    @staticmethod
+    def _find_piece(pieces: list[PrintFmtPiece], start: int, name: str) -> tuple[int, bool] | None:
+        """print_field's search: (piece index, literal before it ends in "0x")."""
+        has_0x = False
+        n = len(pieces)
+        for step in range(n):
+            i = (start + step) % n
+            piece = pieces[i]
+            if piece.kind == "string":
+                has_0x = len(piece.text) > 1 and piece.text.endswith("0x")
+                continue
+            plain = _plain_field_arg(piece.arg)
+            if plain is None or plain[0] != name:
+                has_0x = False
+                continue
+            return i, has_0x
+        return None
+
+    def _compile(self, fmt: EventFormat, slots: list[tuple[str, _Direct | _Computed]], little: bool) -> None:
+        """Generate this event's line function: one struct unpack, one ``%``.
+
+        The generated code is a single tuple expression over the unpacked values
+        (``v[i]``), the converters of byte arrays and the computed fields, so a
+        record costs no per-field Python loop and no dict.
+        """
+        order = "<" if little else ">"
+        pid_field = fmt.field("common_pid")
+        pid_offset = pid_field.offset if pid_field is not None else 4
+        reads = [_Direct("i", pid_offset, "")] + [p for _, p in slots if isinstance(p, _Direct)]
+        env: dict[str, Any] = {}
+        text: list[str] = []
+        items: list[str] = []
+        value = 1  # index into the unpacked tuple; 0 is common_pid
+        for number, (name, printer) in enumerate(slots):
+            if isinstance(printer, _Direct):
+                text.append(f" {name}={printer.pyfmt}")
+                if printer.convert is not None:
+                    env[f"convert{number}"] = printer.convert
+                    items.append(f"convert{number}(v[{value}])")
+                else:
+                    items.append(f"v[{value}]")
+                value += 1
+            else:
+                text.append(f" {name}=%s")
+                env[f"compute{number}"] = printer.fn
+                items.append(f"compute{number}(payload, after)")
+        self.fields_format = "".join(text)
+        # one struct for every read when they come in offset order, else one each
+        layout, pos, ordered = [order], 0, True
+        for r in reads:
+            if r.offset < pos:
+                ordered = False
+                break
+            layout.append(f"{r.offset - pos}x{r.code}" if r.offset > pos else r.code)
+            pos = r.offset + struct.calcsize(r.code)
+        if ordered:
+            unpacker = struct.Struct("".join(layout))
+            env["unpack"] = unpacker.unpack_from
+            self.min_size = unpacker.size
+        else:
+            separate = [(struct.Struct(order + r.code).unpack_from, r.offset) for r in reads]
+            env["unpack"] = lambda data: tuple(u(data, off)[0] for u, off in separate)
+            self.min_size = max(r.offset + struct.calcsize(r.code) for r in reads)
+        env["MIN_SIZE"] = self.min_size
+        values = ", ".join(items)
+        source = (
+            "def fields(fields_format, payload, after):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            f"    return fields_format % ({values}{',' if items else ''})\n"
+            "def line_usecs(line_format, payload, after, cpu, ts, columns, task_column):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            "    t = (ts + 500) // 1000\n"
+            f"    return line_format % (columns.get(v[0]) or task_column(v[0]), cpu, t // 1000000, t % 1000000, {values})\n"
+            "def line_other(line_format, payload, after, cpu, time_text, task_column):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            f"    return line_format % (task_column(v[0]), cpu, time_text, {values})\n"
+        )
+        exec(compile(source, f"<-R printer of {fmt.full_name}>", "exec"), env)  # noqa: S102
+        self.fields = env["fields"]
+        self.line_usecs = env["line_usecs"]
+        self.line_other = env["line_other"]
+
+
+def _prefixed(printer: _Direct | _Computed, prefix: str) -> _Direct | _Computed:
+    if isinstance(printer, _Direct):
+        return _Direct(printer.code, printer.offset, prefix + printer.pyfmt, printer.convert)
+    fn = printer.fn
+    return _Computed(lambda payload, after: prefix + fn(payload, after))
+
+
+# ---------------------------------------------------------------------------
+
+
+class ReportFormatter:
+    """Formats records as ``trace-cmd report`` (or with ``raw=True``, ``report -R``) lines.
+
+    ``symbols`` is copied: the sched plugin teaches the pid -> comm table as the
+    report goes (as trace-cmd does), which must not change the caller's tables.
+    ``in_usecs`` is :func:`timestamps_in_usecs` of the trace clock.
+    """
+
+    def __init__(self, symbols: TraceSymbols, formats: dict[int, EventFormat], *, raw: bool = False,
+                 in_usecs: bool = True):
+        self.symbols = copy.copy(symbols)
+        self.symbols.cmdlines = copy.deepcopy(symbols.cmdlines)
+        self.formats = formats
+        self.raw = raw
+        self.in_usecs = in_usecs
+        self._comm_by_pid = self.symbols.cmdlines.by_pid
+        self._renderers: dict[int, EventRenderer] = {}
+        self._raw_plans: dict[int, tuple[_RawEventPlan, str]] = {}
+        self._header_by_pid: dict[int, str] = {}
+
+    # -- pieces ---------------------------------------------------------------
+
+    def header(self, reader_info: Any) -> str:
+        """The first line trace-cmd prints: ``cpus=N``."""
+        cpus = reader_info if isinstance(reader_info, int) else getattr(reader_info, "cpus")
+        return f"cpus={cpus}"
+
+    def comm(self, pid: int) -> str:
+        """The first column's command name: ``<idle>`` for pid 0, ``<...>`` when unknown."""
+        if pid == 0:
+            return "<idle>"
+        return self._comm_by_pid.get(pid, "<...>")
+
+    def timestamp(self, ts: int) -> str:
+        """``secs.usecs`` (rounded to the nearest usec), or the raw count for counter clocks."""
+        if self.in_usecs:
+            secs, usecs = divmod((ts + 500) // 1000, 1_000_000)
+            return "%5d.%06d" % (secs, usecs)
+        secs, rest = divmod(ts, 10**12)  # libtraceevent reads "%12d" as 12 digits of precision
+        return "%5d.%012d" % (secs, rest)
+
+    def _task_column(self, pid: int) -> str:
+        """``"%16s-%-5d"`` of comm and pid, padded in bytes like C's printf."""
+        cached = self._header_by_pid.get(pid)
+        if cached is not None:
+            return cached
+        comm = self.comm(pid)
+        width = len(comm.encode("utf-8", "surrogateescape"))
+        column = " " * max(0, 16 - width) + comm + "-%-5d" % pid
+        if pid == 0 or pid in self._comm_by_pid:  # known comms never change afterwards
+            self._header_by_pid[pid] = column
+        return column
+
+    def info(self, payload: bytes, fmt: EventFormat) -> str:
+        """The pretty text after the name column: the plugin's or the print fmt's."""
+        renderer = self._renderers.get(fmt.id)
+        if renderer is None:
+            renderer = self._renderers[fmt.id] = make_renderer(fmt)
+        return renderer.render(payload, self.symbols)
+
+    def _raw_plan(self, fmt: EventFormat) -> tuple[_RawEventPlan, str]:
+        """The compiled -R printer of ``fmt`` and its whole-line format string."""
+        entry = self._raw_plans.get(fmt.id)
+        if entry is None:
+            plan = _RawEventPlan(fmt, self.symbols)
+            name = _name_column(fmt.name).replace("%", "%%")
+            time_part = " %5d.%06d:" if self.in_usecs else " %s:"
+            entry = self._raw_plans[fmt.id] = (plan, "%s [%03d]" + time_part + name + plan.fields_format)
+        return entry
+
+    def raw_fields(self, payload: bytes, fmt: EventFormat, after: bytes = b"") -> str:
+        """The -R text: `` field=value`` for each field of the event (leading space included).
+
+        ``after``: the bytes that follow the record in its ring-buffer page, which C's
+        ``%s`` reads when a ``char buf[]`` holds no NUL (ftrace:raw_data).
+        """
+        plan, _ = self._raw_plan(fmt)
+        return plan.fields(plan.fields_format, payload, after)
+
+    def _pid(self, payload: bytes, fmt: EventFormat) -> int:
+        f = fmt.field("common_pid")
+        offset = f.offset if f is not None else 4
+        return int.from_bytes(payload[offset : offset + 4], "little" if self.symbols.little_endian else "big",
+                              signed=True)
+
+    # -- lines ----------------------------------------------------------------
+
+    def line(self, cpu: int, ts: int, payload: bytes, fmt: EventFormat | None, *, missed_before: int | None = 0,
+             after: bytes = b"") -> str:
+        """The full report line of one record, without the final newline.
+
+        ``missed_before``: events the ring buffer lost before this record (> 0 a
+        count, < 0 an unknown number), printed as trace-cmd's ``CPU:N [.. EVENTS
+        DROPPED]`` line first.  Embedded newlines of the event text stay, as in
+        trace-cmd's output.  ``after``: see :meth:`raw_fields`.
+        """
+        if fmt is not None and self.raw:
+            entry = self._raw_plans.get(fmt.id) or self._raw_plan(fmt)
+            plan = entry[0]
+            if self.in_usecs:
+                text = plan.line_usecs(entry[1], payload, after, cpu, ts, self._header_by_pid, self._task_column)
+            else:
+                text = plan.line_other(entry[1], payload, after, cpu, self.timestamp(ts), self._task_column)
+        elif fmt is not None:
+            head = "%s [%03d] %s:" % (self._task_column(self._pid(payload, fmt)), cpu, self.timestamp(ts))
+            text = head + _name_column(fmt.name) + self.info(payload, fmt)
+        else:
+            text = _UNKNOWN_EVENT + _UNKNOWN_EVENT + _name_column("(NULL)") + _UNKNOWN_EVENT
+        if text[-1:] == "\n":
+            text = text[:-1]
+        if missed_before:
+            if missed_before > 0:
+                return f"CPU:{cpu} [{missed_before} EVENTS DROPPED]\n" + text
+            return f"CPU:{cpu} [EVENTS DROPPED]\n" + text
+        return text
+
+
+def report_lines(reader: Any, *, raw: bool = False) -> Iterator[str]:
+    """Every line of ``trace-cmd report [-R]`` for a trace.dat reader (no newlines).
+
+    ``reader`` is a ``TraceDatReader`` (``.symbols``, ``.formats``, ``.cpus``,
+    ``.index()``, ``.cpu_buffer()``, ``.page_size``, ``.timestamps_in_usecs``),
+    or anything with ``.symbols``, ``.formats``, ``.cpus`` and ``.records()``.
+    Going through the merged index gives each record's page tail too, which
+    -R needs for ``char buf[]`` strings that hold no NUL (see :meth:`ReportFormatter.raw_fields`).
+    """
+    in_usecs = getattr(reader, "timestamps_in_usecs", None)
+    if in_usecs is None:
+        in_usecs = timestamps_in_usecs(getattr(reader, "trace_clock", None))
+    formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw, in_usecs=bool(in_usecs))
+    yield formatter.header(reader)
+    line = formatter.line
+    if not (hasattr(reader, "index") and hasattr(reader, "cpu_buffer")):
+        for rec in reader.records():
+            yield line(rec.cpu, rec.ts, rec.payload, rec.fmt, missed_before=getattr(rec, "missed_before", 0),
+                       after=getattr(rec, "after", b""))
+        return
+    merged = reader.index()
+    formats = reader.formats
+    buffers = [memoryview(reader.cpu_buffer(cpu)[0]) for cpu in range(reader.cpus)]
+    page_size = int(getattr(reader, "page_size", 4096))
+    page_mask = ~(page_size - 1)
+    # only a trailing "char buf[]" string can run past its record (ftrace:print, raw_data)
+    tail_types = {type_id for type_id, fmt in formats.items()
+                  if any(f.array_len == 0 and _is_string_type(f) for f in fmt.event_fields)}
+    fast = raw and formatter.in_usecs
+    plans = formatter._raw_plans
+    columns = formatter._header_by_pid
+    task_column = formatter._task_column
+    for cpu, ts, off, length, type_id, missed in zip(merged.cpu.tolist(), merged.ts.tolist(),
+                                                     merged.offset.tolist(), merged.length.tolist(),
+                                                     merged.type_id.tolist(), merged.missed_before.tolist()):
+        end = off + length
+        buf = buffers[cpu]
+        after = buf[end : (off & page_mask) + page_size] if type_id in tail_types else b""
+        fmt = formats.get(type_id)
+        if fast and fmt is not None and not missed:
+            # ReportFormatter.line's -R path, inlined: this loop is the hot one
+            plan, line_format = plans.get(type_id) or formatter._raw_plan(fmt)
+            text = plan.line_usecs(line_format, buf[off:end].tobytes(), after, cpu, ts, columns, task_column)
+            yield text[:-1] if text[-1:] == "\n" else text
+        else:
+            yield line(cpu, ts, buf[off:end].tobytes(), fmt, missed_before=missed, after=after)
+
+
+def write_report(lines: Iterable[str], out) -> None:
+    """Write report lines to a binary stream, turning surrogate escapes back into their bytes."""
+    for text in lines:
+        out.write(text.encode("utf-8", "surrogateescape"))
+        out.write(b"\n")
