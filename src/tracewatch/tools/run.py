@@ -38,8 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="when a handler raises: stop the run (default) or skip the event")
     p.add_argument("--keep-going", action="store_true", help="skip damaged pages of the input")
-    p.add_argument("script_args", nargs="*", help="arguments for the script (after --)")
+    p.add_argument("-a", "--arg", dest="script_args", action="append", default=[], metavar="ARG",
+                   help="an argument for the script (repeatable); with -i, the words after -- too")
     return p
+
+
+def split_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` at the first ``--``: (tracewatch's options, what follows)."""
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,5 +71,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch run``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    args.script_args = list(args.script_args) + rest
     return run_tool(lambda: _run(args), prog="tracewatch")
