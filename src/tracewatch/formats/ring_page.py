@@ -1,0 +1,393 @@
+"""Ring-buffer page walking: ftrace sub-buffer pages to per-event numpy arrays.
+
+A ring-buffer page (a "sub-buffer"; 4 KiB unless ``buffer_subbuf_size_kb`` says
+otherwise) is what ``trace_pipe_raw`` returns and what trace.dat stores::
+
+    u64   timestamp        absolute time of the page's first event
+    long  commit           bytes of event data; bit 31 RB_MISSED_EVENTS, bit 30
+                           RB_MISSED_STORED (the lost count, a long, then sits
+                           right after the data); only the low 27 bits are size
+    ...   events           ``commit & COMMIT_MASK`` bytes
+
+Every event starts with a u32 header: ``type_len`` (5 bits) and ``time_delta``
+(27 bits); on a little-endian kernel ``type_len`` is the low 5 bits, on a
+big-endian one the high 5 bits.  ``type_len``:
+
+* 0: data; the next u32 is ``array[0]``, the record length plus 4 (the word
+  itself); the record starts after it, its length rounded up to 4 bytes
+* 1..28: data of ``type_len * 4`` bytes right after the header
+* 29 RINGBUF_TYPE_PADDING: a discarded event; ``array[0]`` is the number of
+  bytes after the header.  With ``time_delta == 0`` it is the "null" padding the
+  kernel writes when the rest of the page is unused: the page ends there
+* 30 RINGBUF_TYPE_TIME_EXTEND: ``time_delta + (array[0] << 27)`` is added to the
+  running time
+* 31 RINGBUF_TYPE_TIME_STAMP: ``time_delta + (array[0] << 27)`` *is* the time;
+  it lacks the top 5 bits, which come from the running time (``TS_MSB``)
+
+Timestamps follow libtraceevent's kbuffer (trace-cmd's decoder, our oracle):
+each header's ``time_delta`` is added to the running time, padding included.
+
+:func:`walk_pages` runs one compiled loop (numba) over a run of pages of one
+CPU and returns a :class:`PageIndex`.  It never reads past a page's commit or
+the buffer; a damaged page ends at the damage and the walk goes on with the
+next page, listing what it found in ``PageIndex.damage`` so the caller can
+raise :class:`~tracewatch.errors.TraceFormatError` or skip with keep-going.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "PageIndex",
+    "PageDamage",
+    "walk_pages",
+    "RB_MISSED_EVENTS",
+    "RB_MISSED_STORED",
+    "COMMIT_MASK",
+    "TS_MSB",
+    "RINGBUF_TYPE_DATA_TYPE_LEN_MAX",
+    "RINGBUF_TYPE_PADDING",
+    "RINGBUF_TYPE_TIME_EXTEND",
+    "RINGBUF_TYPE_TIME_STAMP",
+    "TS_SHIFT",
+]
+
+# Commit word flags and mask (kernel ring_buffer.c; kbuffer-parse.c uses the same).
+RB_MISSED_EVENTS = 1 << 31
+RB_MISSED_STORED = 1 << 30
+COMMIT_MASK = (1 << 27) - 1
+
+# Event header type_len values.
+RINGBUF_TYPE_DATA_TYPE_LEN_MAX = 28
+RINGBUF_TYPE_PADDING = 29
+RINGBUF_TYPE_TIME_EXTEND = 30
+RINGBUF_TYPE_TIME_STAMP = 31
+TS_SHIFT = 27
+# An absolute time stamp stores only the low 59 bits; the top 5 come from the running time.
+TS_MSB = 0xF8 << 56
+
+# Damage codes the compiled loop leaves per page (0: page is fine).
+_DAMAGE_NONE = 0
+_DAMAGE_COMMIT_TOO_BIG = 1
+_DAMAGE_PAST_COMMIT = 2
+_DAMAGE_BAD_LENGTH = 3
+
+
+
+@dataclass(frozen=True)
+class PageDamage:
+    """A page whose walk stopped early: where and why.
+
+    ``page`` counts pages from the start of the walked buffer, ``offset`` is the
+    byte offset inside that page of the event header (or page field) at fault.
+    """
+
+    page: int
+    offset: int
+    message: str
+
+
+@dataclass(eq=False)
+class PageIndex:
+    """Where the events of a run of pages are, one array entry per data event.
+
+    Per event (same length, stream order):
+
+    * ``ts``: absolute timestamp in the trace clock (ns for the usual clocks), uint64
+    * ``offset``: byte offset in the walked buffer of the record (which starts
+      with ``common_type``), int64
+    * ``length``: record length in bytes (rounded up to 4, as the kernel stores it), int32
+    * ``type_id``: ``common_type`` of the record, uint16 (0 if the record is too short)
+
+    Per page (``len(buf) // page_size`` entries):
+
+    * ``page_ts``: the page header timestamp, uint64
+    * ``page_commit``: bytes of event data (flags stripped), int64
+    * ``page_missed``: events lost just before this page, as trace-cmd's
+      ``record->missed_events``: 0 none, -1 some but the count was not stored,
+      N > 0 the stored count, int64
+    * ``page_first``: index of the page's first event in the per-event arrays
+      (``len(ts)`` past the end for a page without events), int64
+
+    ``damage`` lists pages whose walk stopped early; ``trailing_bytes`` counts
+    bytes after the last whole page, which were not walked.
+    """
+
+    ts: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+    type_id: np.ndarray
+    page_ts: np.ndarray
+    page_commit: np.ndarray
+    page_missed: np.ndarray
+    page_first: np.ndarray
+    page_size: int
+    damage: list[PageDamage] = field(default_factory=list)
+    trailing_bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def page(self) -> np.ndarray:
+        """Page number of each event (int64)."""
+        return self.offset // self.page_size
+
+    @property
+    def missed_before(self) -> np.ndarray:
+        """Per event: events lost just before it (0, -1 unknown count, or N), int64.
+
+        Only the first event of a page can follow lost events (kbuffer's
+        ``kbuffer_missed_events``).
+        """
+        out = np.zeros(len(self.ts), dtype=np.int64)
+        has = (self.page_missed != 0) & (self.page_first < len(self.ts))
+        if len(self.page_first):
+            # a page's first index equals the next page's when it has no events
+            nxt = np.append(self.page_first[1:], len(self.ts))
+            has &= self.page_first < nxt
+        out[self.page_first[has]] = self.page_missed[has]
+        return out
+
+    @classmethod
+    def empty(cls, page_size: int) -> "PageIndex":
+        return cls(
+            ts=np.zeros(0, np.uint64), offset=np.zeros(0, np.int64), length=np.zeros(0, np.int32),
+            type_id=np.zeros(0, np.uint16), page_ts=np.zeros(0, np.uint64),
+            page_commit=np.zeros(0, np.int64), page_missed=np.zeros(0, np.int64),
+            page_first=np.zeros(0, np.int64), page_size=page_size,
+        )
+
+
+@njit(cache=True, nogil=True)
+def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big,
+                 out_ts, out_off, out_len, out_type, n,
+                 page_ts, page_commit, page_missed, page_first,
+                 dmg_code, dmg_off, dmg_aux):
+    """The compiled page walk: pages from ``first_page`` until ``end_page`` or the output is full.
+
+    ``words`` is the buffer as native u32 (already byte-swapped for a foreign
+    endianness); ``data_start`` is the byte offset of the events in a page (16
+    with an 8-byte commit, 12 with 4); ``long8`` says the commit (and stored
+    lost count) are 8 bytes; ``big`` that the file is big-endian, which flips
+    the header bit layout and the word order of u64 values.  Events are
+    written from index ``n`` of the ``out_*`` arrays; a page is only started
+    when the arrays have room for its worst case (one event per 8 bytes).
+    Per-page arrays are indexed by page number.  Returns (events written in
+    all, first page not walked).  Plain Python when NUMBA_DISABLE_JIT=1.
+
+    Positions are kept in u32 words: every event header is 4-byte aligned.
+    """
+    ts_msb = np.uint64(TS_MSB)
+    delta_mask = np.uint32(COMMIT_MASK)
+    cap = len(out_ts)
+    page_bytes = page_words * 4
+    per_page_max = page_bytes // 8
+    data_w = data_start // 4
+    p = first_page
+    while p < end_page:
+        if n + per_page_max > cap:
+            break
+        base = p * page_words  # page start, in words
+        lo = np.uint64(words[base])
+        hi = np.uint64(words[base + 1])
+        if big:
+            ts = (lo << np.uint64(32)) | hi
+        else:
+            ts = (hi << np.uint64(32)) | lo
+        if long8 and big:
+            flags = np.int64(words[base + 3])
+        else:
+            flags = np.int64(words[base + 2])
+        size = flags & np.int64(COMMIT_MASK)
+        page_ts[p] = ts
+        page_commit[p] = size
+        page_first[p] = n
+        missed = np.int64(0)
+        if flags & np.int64(RB_MISSED_EVENTS):
+            missed = np.int64(-1)
+            if flags & np.int64(RB_MISSED_STORED):
+                at = data_start + size  # the count (a long) follows the data
+                if at % 4 == 0 and at + (8 if long8 else 4) <= page_bytes:
+                    w = base + at // 4
+                    if not long8:
+                        cnt = np.int64(words[w])
+                    elif big:
+                        cnt = np.int64(words[w + 1]) | (np.int64(words[w]) << np.int64(32))
+                    else:
+                        cnt = np.int64(words[w]) | (np.int64(words[w + 1]) << np.int64(32))
+                    if cnt > 0:
+                        missed = cnt
+        page_missed[p] = missed
+        p += 1
+        if data_start + size > page_bytes:
+            dmg_code[p - 1] = _DAMAGE_COMMIT_TOO_BIG
+            dmg_off[p - 1] = 8
+            dmg_aux[p - 1] = size
+            continue
+        # data ends at byte data_start + size; a header needs its whole word inside
+        end = base + data_w + size // 4
+        w = base + data_w
+        while w < end:
+            hdr = words[w]
+            if big:
+                type_len = hdr >> np.uint32(27)
+                delta = np.uint64(hdr & delta_mask)
+            else:
+                type_len = hdr & np.uint32(31)
+                delta = np.uint64(hdr >> np.uint32(5))
+            if type_len != 0 and type_len <= RINGBUF_TYPE_DATA_TYPE_LEN_MAX:
+                # the common case, 1..28: data right after the header
+                length_w = np.int64(type_len)
+                payload = w + 1
+            elif type_len == 0:
+                if w + 2 > end:
+                    dmg_code[p - 1] = _DAMAGE_PAST_COMMIT
+                    dmg_off[p - 1] = (w - base) * 4
+                    dmg_aux[p - 1] = data_start + size
+                    break
+                alen = np.int64(words[w + 1])
+                if alen < 4:
+                    dmg_code[p - 1] = _DAMAGE_BAD_LENGTH
+                    dmg_off[p - 1] = (w - base) * 4
+                    dmg_aux[p - 1] = alen
+                    break
+                length_w = (alen - 1) >> 2  # (alen - 4) rounded up to words
+                payload = w + 2
+            elif type_len == RINGBUF_TYPE_PADDING:
+                if delta == 0:
+                    break  # null padding: nothing more on this page
+                if w + 2 > end:
+                    break  # a padding header cut by the commit carries no events
+                nxt = w + 1 + (np.int64(words[w + 1]) + 3) // 4
+                ts += delta
+                if nxt > end:
+                    break
+                w = nxt
+                continue
+            else:  # RINGBUF_TYPE_TIME_EXTEND or RINGBUF_TYPE_TIME_STAMP
+                if w + 2 > end:
+                    dmg_code[p - 1] = _DAMAGE_PAST_COMMIT
+                    dmg_off[p - 1] = (w - base) * 4
+                    dmg_aux[p - 1] = data_start + size
+                    break
+                ext = (np.uint64(words[w + 1]) << np.uint64(TS_SHIFT)) + delta
+                if type_len == RINGBUF_TYPE_TIME_EXTEND:
+                    ts += ext
+                else:
+                    ts = ext | (ts & ts_msb)
+                w += 2
+                continue
+            nxt = payload + length_w
+            if nxt > end:
+                dmg_code[p - 1] = _DAMAGE_PAST_COMMIT
+                dmg_off[p - 1] = (w - base) * 4
+                dmg_aux[p - 1] = data_start + size
+                break
+            ts += delta
+            out_ts[n] = ts
+            out_off[n] = payload * 4
+            out_len[n] = length_w * 4
+            if length_w:
+                if big:
+                    out_type[n] = words[payload] >> np.uint32(16)
+                else:
+                    out_type[n] = words[payload] & np.uint32(0xFFFF)
+            else:
+                out_type[n] = 0
+            n += 1
+            w = nxt
+    return n, p
+
+
+def _as_native_words(buf: np.ndarray, little: bool) -> np.ndarray:
+    """``buf`` (whole pages) as native-endian u32 words, without a copy when possible."""
+    native_little = sys.byteorder == "little"
+    if little == native_little and buf.ctypes.data % 4 == 0:
+        return buf.view(np.uint32)
+    return np.frombuffer(buf.tobytes(), dtype="<u4" if little else ">u4").astype(np.uint32)
+
+
+def _damage_message(code: int, offset: int, aux: int, data_start: int, page_size: int) -> str:
+    if code == _DAMAGE_COMMIT_TOO_BIG:
+        return (f"page commit {aux:#x} is larger than the page's data area "
+                f"{page_size - data_start:#x}")
+    if code == _DAMAGE_PAST_COMMIT:
+        return f"event at page offset {offset:#x} runs past commit (data ends at page offset {aux:#x})"
+    if code == _DAMAGE_BAD_LENGTH:
+        return f"event at page offset {offset:#x} has a bad length word {aux}"
+    return f"damage code {code} at page offset {offset:#x}"
+
+
+def walk_pages(buf: np.ndarray | bytes | bytearray | memoryview, page_size: int, *,
+               commit_size: int = 8, little: bool = True) -> PageIndex:
+    """Find every data event in a run of ring-buffer pages of one CPU.
+
+    ``buf`` holds whole pages of ``page_size`` bytes (the sub-buffer size,
+    4096 unless the kernel was told otherwise); bytes after the last whole page
+    are counted in ``trailing_bytes`` and not walked.  ``commit_size`` is the
+    size of the header_page ``commit`` field (8 on 64-bit kernels, 4 on
+    32-bit), ``little`` the kernel's byte order.
+    """
+    if commit_size not in (4, 8):
+        raise ValueError(f"commit_size must be 4 or 8, not {commit_size}")
+    if page_size < 16 or page_size % 4:
+        raise ValueError(f"page_size must be a multiple of 4 and at least 16, not {page_size}")
+    arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        arr = arr.reshape(-1).view(np.uint8)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    n_pages = len(arr) // page_size
+    trailing = len(arr) - n_pages * page_size
+    if n_pages == 0:
+        idx = PageIndex.empty(page_size)
+        idx.trailing_bytes = trailing
+        return idx
+    words = _as_native_words(arr[: n_pages * page_size], little)
+    data_start = 8 + commit_size
+    page_words = page_size // 4
+
+    page_ts = np.zeros(n_pages, np.uint64)
+    page_commit = np.zeros(n_pages, np.int64)
+    page_missed = np.zeros(n_pages, np.int64)
+    page_first = np.zeros(n_pages, np.int64)
+    dmg_code = np.zeros(n_pages, np.int32)
+    dmg_off = np.zeros(n_pages, np.int64)
+    dmg_aux = np.zeros(n_pages, np.int64)
+
+    # Output is written in place: sized from the event density of a first run of
+    # pages, grown if the rest is denser.  Untouched capacity costs no memory (the
+    # pages are never faulted in), so the arrays are returned as slices.
+    probe_pages = min(n_pages, 64)
+    cap = probe_pages * (page_size // 8)
+    outs = [np.empty(cap, np.uint64), np.empty(cap, np.int64), np.empty(cap, np.int32), np.empty(cap, np.uint16)]
+    long8 = commit_size == 8
+    per_page = page_size // 8
+    n, p = _walk_kernel(words, page_words, 0, probe_pages, data_start, long8, not little, *outs, 0,
+                        page_ts, page_commit, page_missed, page_first, dmg_code, dmg_off, dmg_aux)
+    while p < n_pages:
+        density = max(n / max(p, 1), 1.0)
+        want = n + int(density * 1.25 * (n_pages - p)) + per_page
+        grown = [np.empty(max(want, cap + per_page), a.dtype) for a in outs]
+        for new, old in zip(grown, outs):
+            new[:n] = old[:n]
+        outs = grown
+        cap = len(outs[0])
+        n, p = _walk_kernel(words, page_words, p, n_pages, data_start, long8, not little, *outs, n,
+                            page_ts, page_commit, page_missed, page_first, dmg_code, dmg_off, dmg_aux)
+    ts, off, ln, ty = (a[:n] for a in outs)
+
+    damage = [
+        PageDamage(int(p), int(dmg_off[p]),
+                   _damage_message(int(dmg_code[p]), int(dmg_off[p]), int(dmg_aux[p]), data_start, page_size))
+        for p in np.flatnonzero(dmg_code)
+    ]
+    return PageIndex(ts=ts, offset=off, length=ln, type_id=ty, page_ts=page_ts, page_commit=page_commit,
+                     page_missed=page_missed, page_first=page_first, page_size=page_size,
+                     damage=damage, trailing_bytes=trailing)
