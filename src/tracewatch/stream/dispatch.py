@@ -215,7 +215,7 @@ class Dispatcher:
                 for ev in events if start == 0 else events[start:]:
                     func(ev)
                 return
-            except (KeyboardInterrupt, SystemExit, HandlerError):
+            except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
             except Exception as e:  # noqa: BLE001 - user code may raise anything
                 self._handler_failed(func, ev, e)
@@ -229,7 +229,7 @@ class Dispatcher:
                 for f, ev in zip(funcs[start:] if start else funcs, events[start:] if start else events):
                     f(ev)
                 return
-            except (KeyboardInterrupt, SystemExit, HandlerError):
+            except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
             except Exception as e:  # noqa: BLE001
                 self._handler_failed(f, ev, e)
@@ -241,7 +241,7 @@ class Dispatcher:
     def _call(self, func: Callable, ev: Any, *args: Any) -> None:
         try:
             func(*args)
-        except (KeyboardInterrupt, SystemExit, HandlerError):
+        except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
             raise
         except Exception as e:  # noqa: BLE001
             self._handler_failed(func, ev, e)
