@@ -16,20 +16,44 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import CaptureError, FilterError, ScriptError, TraceFormatError, TracewatchError
-from .script.aggregations import Map, avg, count, stats
-from .script.api import at_end, at_start, every, on, on_batch, on_lost
-from .script.histogram import hist, lhist
-from .script.pairing import Pairing, SyscallPairing, pair_arrays
-from .sources.file import FileSource, open_trace
-from .stream.batch import Event, EventBatch
-from .stream.filter import Filter
+
+# The rest is imported on first use (PEP 562), so that `tracewatch report` does
+# not pay for the scripting modules at start-up.
+_LAZY = {
+    "Map": "script.aggregations", "count": "script.aggregations", "avg": "script.aggregations",
+    "stats": "script.aggregations",
+    "on": "script.api", "on_batch": "script.api", "every": "script.api", "at_start": "script.api",
+    "at_end": "script.api", "on_lost": "script.api",
+    "hist": "script.histogram", "lhist": "script.histogram",
+    "Pairing": "script.pairing", "SyscallPairing": "script.pairing", "pair_arrays": "script.pairing",
+    "FileSource": "sources.file", "open_trace": "sources.file",
+    "Event": "stream.batch", "EventBatch": "stream.batch",
+    "Filter": "stream.filter",
+    "dump": "recorder",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracewatch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "__version__",
     # scripting
     "on", "on_batch", "every", "at_start", "at_end", "on_lost",
     "Map", "count", "avg", "stats", "hist", "lhist",
-    "Pairing", "SyscallPairing", "pair_arrays",
+    "Pairing", "SyscallPairing", "pair_arrays", "dump",
     # reading
     "open_trace", "FileSource", "Event", "EventBatch", "Filter",
     # errors

@@ -685,9 +685,37 @@ class TraceDatReader:
         return hp
 
     @property
+    def header_page_text(self) -> str:
+        """The ``events/header_page`` text, verbatim (:attr:`header_page` is it parsed)."""
+        return self._header_texts[0]
+
+    @property
     def header_event(self) -> str:
         """The ``events/header_event`` text."""
         return self._header_texts[1]
+
+    @cached_property
+    def ftrace_format_texts(self) -> list[str]:
+        """Each ``events/ftrace/*/format`` text the file stores, verbatim, in file order."""
+        texts: list[str] = []
+        if self._has_section(OPT_FTRACE_EVENTS):
+            c = self._meta_cursor(OPT_FTRACE_EVENTS)
+            for _ in range(c.u32("ftrace format count")):
+                texts.append(c.sized_text(8, "ftrace format")[0])
+        return texts
+
+    @cached_property
+    def event_format_texts(self) -> dict[str, list[str]]:
+        """System -> each ``events/SYSTEM/*/format`` text the file stores, verbatim, in file order."""
+        out: dict[str, list[str]] = {}
+        if self._has_section(OPT_EVENT_FORMATS):
+            c = self._meta_cursor(OPT_EVENT_FORMATS)
+            for _ in range(c.u32("event system count")):
+                system = c.cstr("system name")
+                texts = out.setdefault(system, [])
+                for _ in range(c.u32("event count")):
+                    texts.append(c.sized_text(8, f"{system} event format")[0])
+        return out
 
     @cached_property
     def formats(self) -> dict[int, EventFormat]:
@@ -815,7 +843,10 @@ class TraceDatReader:
         """Decompress one CPU's chunks; stop at the first bad chunk and note it."""
         assert self._decompressor is not None
         c = self._cursor(d.file_offset, f"CPU {d.cpu} compressed data")
-        # the recorded size counts the chunks but not the 4-byte chunk count before them
+        # The recorded size is trace-cmd's write_size from tracecmd_compress_copy_from: the chunks
+        # (8-byte header + data each) but not the 4-byte chunk count before them, so the stream
+        # ends 4 bytes after offset + size (e_mixed.v7z.dat: CPU 0 size 51491, stream 51495).
+        # Files whose size also counts the chunk count read the same: the count drives the loop.
         end = min(d.file_offset + 4 + d.file_size, self.file_size)
         c.data = memoryview(self._map)[:end]
         out: list[bytes] = []

@@ -218,21 +218,7 @@ class TraceMeta:
     @classmethod
     def from_reader(cls, reader: "TraceDatReader") -> "TraceMeta":
         """The metadata of an open trace.dat, to rewrite it (another version or compression) or split it."""
-        # The reader keeps parsed formats only; the texts come from its section cursors
-        ftrace_formats: list[str] = []
-        event_formats: dict[str, list[str]] = {}
-        if reader._has_section(OPT_FTRACE_EVENTS):
-            c = reader._meta_cursor(OPT_FTRACE_EVENTS)
-            for _ in range(c.u32("ftrace format count")):
-                ftrace_formats.append(c.sized_text(8, "ftrace format")[0])
-        if reader._has_section(OPT_EVENT_FORMATS):
-            c = reader._meta_cursor(OPT_EVENT_FORMATS)
-            for _ in range(c.u32("event system count")):
-                system = c.cstr("system name")
-                texts = event_formats.setdefault(system, [])
-                for _ in range(c.u32("event count")):
-                    texts.append(c.sized_text(8, f"{system} event format")[0])
-        header_page, header_event = reader._header_texts
+        header_page, header_event = reader.header_page_text, reader.header_event
         opts = reader.options
         cpustats: dict[int, str] = {}
         for i, text in enumerate(opts.get("cpustat", [])):
@@ -255,8 +241,8 @@ class TraceMeta:
         return cls(
             header_page=header_page,
             header_event=header_event,
-            ftrace_formats=ftrace_formats,
-            event_formats=event_formats,
+            ftrace_formats=list(reader.ftrace_format_texts),
+            event_formats={system: list(texts) for system, texts in reader.event_format_texts.items()},
             kallsyms=reader.kallsyms_text,
             printk_formats=reader.printk_text,
             cmdlines=reader.cmdlines_text,
@@ -676,8 +662,9 @@ class TraceDatWriter:
             else:
                 self._copy_cpu(out, cpu)
             if self._sizes[cpu]:
-                # like trace-cmd: CPUs without data are left out; the size includes the chunk count
-                cpu_table.append((cpu, start, out.tell() - start))
+                # like trace-cmd (tracecmd_compress_copy_from): CPUs without data are left
+                # out, and the size counts the chunks but not the 4-byte chunk count before them
+                cpu_table.append((cpu, start, out.tell() - start - (4 if comp else 0)))
         section_end(size_at)
 
         buffer_option = bytearray(struct.pack(end + "Q", buffer_at))
