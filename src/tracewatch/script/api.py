@@ -39,6 +39,8 @@ class EventHandler:
     func: Callable[..., Any]
     where: str | None = None
     batch: bool = False
+    #: a live run does not fail when no event matches (perf scripts name events a kernel may lack)
+    optional: bool = False
 
     @property
     def label(self) -> str:
@@ -69,6 +71,48 @@ class ScriptHandlers:
 
     def event_patterns(self) -> list[str]:
         return [h.pattern for h in self.events] + list(self.extra_events)
+
+    def live_events(self) -> tuple[list[str], list[str]]:
+        """(required, optional) event patterns to enable for a live run.
+
+        Catch-all patterns (``*``, ``*:*``) enable nothing by themselves: they
+        receive whatever else is enabled.
+        """
+        required: list[str] = []
+        optional: list[str] = []
+        for h in self.events:
+            if h.pattern in ("*", "*:*"):
+                continue
+            target = optional if h.optional else required
+            if h.pattern not in target:
+                target.append(h.pattern)
+        for p in self.extra_events:
+            if p not in required:
+                required.append(p)
+        return required, optional
+
+    def kernel_filter(self, fmt: Any) -> str | None:
+        """The kernel filter text that keeps every event some handler of ``fmt`` wants, or None.
+
+        None when a handler of this event has no ``where`` (it wants them all)
+        or a filter cannot be said in the kernel's language.
+        """
+        from ..stream.dispatch import pattern_matches
+        from ..stream.filter import Filter
+
+        texts: list[str] = []
+        for h in self.events:
+            if not pattern_matches(h.pattern, fmt):
+                continue
+            if not h.where:
+                return None
+            text = Filter.parse(h.where, fmt).kernel_prefilter()
+            if text is None:
+                return None
+            texts.append(text)
+        if not texts:
+            return None
+        return texts[0] if len(texts) == 1 else " || ".join(f"({t})" for t in texts)
 
 
 _current = ScriptHandlers()

@@ -1,45 +1,67 @@
-"""``tracewatch run``: run a Python script's handlers over a trace.dat file.
+"""``tracewatch run``: run a Python script's handlers over a trace.dat file or the live kernel.
 
 The script registers handlers with ``tracewatch``'s decorators (``@on``,
 ``@on_batch``, ``@every``, ``@at_end``, ...) or is a ``perf script -s`` script
-(``sched__sched_switch(...)``, ``trace_end()``), which runs unmodified.
+(``sched__sched_switch(...)``, ``trace_end()``), which runs unmodified.  The
+same script runs on a file (``-i FILE``) and live (the default): only the
+source differs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..cli import run_tool
-from ..errors import TraceFormatError
+from ..errors import CaptureError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "split_double_dash", "add_live_options", "open_live_session"]
 
 EXAMPLES = """\
 examples:
   tracewatch run count.py -i trace.dat              # run count.py's handlers over a file
-  tracewatch run count.py -i trace.dat -- bash      # pass 'bash' to the script (sys.argv[1])
+  tracewatch run count.py -i trace.dat -- bash      # with -i, words after -- go to the script
+  tracewatch run count.py                           # live: the events count.py's handlers name
+  tracewatch run count.py -d 10                     # live, for 10 seconds
+  tracewatch run count.py -p 1234                   # live, only pid 1234 and its children
+  tracewatch run count.py -- make -j2               # live, trace 'make -j2' from its start
+  tracewatch run top.py -e 'sched:*' --filter 'common_pid != 0'
+                                                    # enable more events; filter all of them
   tracewatch run syscall-counts.py -i trace.dat     # a perf script -s script, unmodified
-  tracewatch run top.py -i trace.dat --on-error=skip
-                                                    # report handler errors and go on
 """
+
+
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    """The options every live command shares (run, record, flight, function tools)."""
+    g = p.add_argument_group("live tracing")
+    g.add_argument("-e", "--event", dest="events", action="append", default=[], metavar="EVENT",
+                   help="enable this event too (globs: 'sched:*', 'syscalls:sys_enter_open*'); repeatable")
+    g.add_argument("-p", "--pid", dest="pids", action="append", default=[], metavar="PID",
+                   help="trace only these pids (comma list or repeat) and their children")
+    g.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    g.add_argument("--buffer-size", type=int, metavar="KB", help="per-CPU ring buffer size in KB")
+    g.add_argument("--clock", metavar="CLOCK", help="trace clock (local, global, mono, ...)")
+    g.add_argument("--subbuf-size", type=int, metavar="KB", help="ring-buffer sub-buffer (page) size in KB")
+    g.add_argument("--no-mmap", action="store_true", help="read pages with read() instead of mmap")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tracewatch run",
-        description="Run a Python script's event handlers over a trace.dat file.",
+        description="Run a Python script's event handlers over a trace.dat file or the live kernel.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("script", help="the Python script")
-    p.add_argument("-i", "--input", metavar="FILE", help="trace.dat file to read")
+    p.add_argument("-i", "--input", metavar="FILE", help="read this trace.dat file instead of the live kernel")
+    p.add_argument("--filter", metavar="EXPR", help="a filter (ftrace syntax) every handler's events must pass")
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="when a handler raises: stop the run (default) or skip the event")
-    p.add_argument("--keep-going", action="store_true", help="skip damaged pages of the input")
+    p.add_argument("--keep-going", action="store_true", help="skip damaged pages of the input file")
     p.add_argument("-a", "--arg", dest="script_args", action="append", default=[], metavar="ARG",
                    help="an argument for the script (repeatable); with -i, the words after -- too")
+    add_live_options(p)
     return p
 
 
@@ -52,18 +74,69 @@ def split_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..script.runner import ScriptRunner
-    from ..sources.file import FileSource
+def parse_pids(values: list[str]) -> list[int]:
+    out = []
+    for v in values:
+        for part in str(v).split(","):
+            if part.strip():
+                try:
+                    out.append(int(part))
+                except ValueError:
+                    raise CaptureError(f"-p: not a pid: {part!r}") from None
+    return out
 
-    if not args.input:
-        raise TraceFormatError("no input: give a trace.dat file with -i FILE (live capture: see 'tracewatch run --help')")
-    runner = ScriptRunner(args.script, args.script_args, on_error=args.on_error)
-    source = FileSource(args.input, keep_going=args.keep_going)
-    try:
-        d = runner.run(source)
-    finally:
-        source.close()
+
+def open_live_session(args: argparse.Namespace, events: list[str], *, optional_events: Sequence[str] = (),
+                      kernel_filter: Any = None, command: list[str] | None = None, setup: Any = None):
+    """A LiveSession from the shared live options."""
+    from ..sources.session import LiveSession
+
+    return LiveSession(events, optional_events=optional_events, kernel_filter=kernel_filter,
+                       pids=parse_pids(args.pids), command=command or None, duration=args.duration,
+                       buffer_kb=args.buffer_size, clock=args.clock, subbuf_kb=args.subbuf_size,
+                       mmap=False if args.no_mmap else None, setup=setup)
+
+
+def _apply_global_filter(handlers: Any, expr: str | None) -> None:
+    if not expr:
+        return
+    for h in handlers.events:
+        h.where = f"({h.where}) && ({expr})" if h.where else expr
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..script.runner import ScriptRunner
+
+    if args.input:
+        from ..sources.file import FileSource
+
+        runner = ScriptRunner(args.script, list(args.script_args) + rest, on_error=args.on_error)
+        _apply_global_filter(runner.handlers, args.filter)
+        source = FileSource(args.input, keep_going=args.keep_going)
+        try:
+            d = runner.run(source)
+        finally:
+            source.close()
+    else:
+        runner = ScriptRunner(args.script, list(args.script_args), on_error=args.on_error)
+        _apply_global_filter(runner.handlers, args.filter)
+        required, optional = runner.handlers.live_events()
+        session = open_live_session(args, required + list(args.events), optional_events=optional,
+                                    kernel_filter=runner.handlers.kernel_filter, command=rest)
+        try:
+            for note in session.filter_notes:
+                print(f"tracewatch: note: {note}", file=sys.stderr)
+            what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
+                                                     if len(session.enabled) > 4 else "")
+            until = f" for {args.duration:g} s" if args.duration else ""
+            stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
+            print(f"Tracing {what}{until}... {stop}.", file=sys.stderr)
+            d = runner.run(session)
+            print(session.summary(), file=sys.stderr)
+        finally:
+            session.close()
+        if rest and session.command_status:
+            print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
     if d.errors:
         print(f"tracewatch: {d.errors} handler error(s) skipped", file=sys.stderr)
     return 0
@@ -73,5 +146,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch run``; returns the exit status."""
     own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
-    args.script_args = list(args.script_args) + rest
-    return run_tool(lambda: _run(args), prog="tracewatch")
+    return run_tool(lambda: _run(args, rest), prog="tracewatch")

@@ -118,7 +118,7 @@ class PerfScript:
         if "trace_end" in functions:
             handlers.end.append(functions["trace_end"])
         self._registered: list[EventHandler] = [
-            EventHandler(pattern, _unbound_handler) for pattern in _event_handler_names(namespace).values()
+            EventHandler(pattern, _unbound_handler, optional=True) for pattern in _event_handler_names(namespace).values()
         ]
         handlers.events.extend(self._registered)
 

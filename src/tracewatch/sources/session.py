@@ -1,0 +1,398 @@
+"""A live tracing session: the kernel as an event source, like a trace.dat file.
+
+:class:`LiveSession` sets up a private tracefs instance (events, kernel-side
+filters, pid following, buffer size, clock, probes through ``setup``), starts
+an optional command gated so that it is traced from its first instruction,
+reads every CPU's ring buffer (:class:`~tracewatch.sources.live.LiveSource`)
+and turns the pages into time-ordered chunks (:class:`~tracewatch.stream.merge.LiveMerger`).
+
+It ends when the duration passes, the command exits, :meth:`stop` is called,
+or on Ctrl-C (the first one stops cleanly and drains what the kernel still
+holds; a second one interrupts).  Closing removes the instance and everything
+it set up, on every way out.
+
+Raw pages can be tapped on their way (``add_page_tap``): the flight recorder
+keeps them and ``tracewatch record`` writes them, both without re-encoding.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import CaptureError
+from ..formats.event_format import EventFormat
+from ..formats.symbols import Cmdlines, KernelSymbols, TraceSymbols
+from ..stream.batch import TraceContext
+from ..stream.chunk import EventChunk
+from ..stream.merge import LiveMerger
+from .live import LiveSource, PageBatch
+from .tracefs import Instance
+
+__all__ = ["LiveSession", "LiveContext", "LazyKernelSymbols"]
+
+
+class LazyKernelSymbols(KernelSymbols):
+    """``/proc/kallsyms``, read the first time an address is looked up (it is ~5 MB)."""
+
+    def __init__(self, path: str = "/proc/kallsyms") -> None:
+        super().__init__()
+        self._path = path
+        self._loaded = False
+
+    def _load(self) -> None:
+        self._loaded = True
+        try:
+            with open(self._path, encoding="utf-8", errors="replace") as f:
+                parsed = KernelSymbols.parse(f.read())
+        except OSError:
+            return
+        self.addrs, self.names, self.modules = parsed.addrs, parsed.names, parsed.modules
+        if hasattr(parsed, "kinds"):
+            self.kinds = parsed.kinds  # type: ignore[attr-defined]
+
+    def lookup(self, addr: int):  # type: ignore[override]
+        if not self._loaded:
+            self._load()
+        return super().lookup(addr)
+
+    def exact(self, addr: int):  # type: ignore[override]
+        if not self._loaded:
+            self._load()
+        return super().exact(addr)
+
+    def __len__(self) -> int:
+        if not self._loaded:
+            self._load()
+        return super().__len__()
+
+
+class LiveContext(TraceContext):
+    """A TraceContext whose comm lookup also asks ``/proc/PID/comm`` and the kernel's saved_cmdlines.
+
+    A pid seen for the first time is usually still alive (events are decoded
+    within a fraction of a second); for one that has already exited, the
+    kernel's ``saved_cmdlines`` (refreshed at most every ``refresh_interval``
+    seconds) still knows it.
+    """
+
+    def __init__(self, formats, symbols, read_saved_cmdlines: Callable[[], str] | None = None,
+                 refresh_interval: float = 0.2) -> None:
+        super().__init__(formats, symbols)
+        self._read_saved = read_saved_cmdlines
+        self._refresh_interval = refresh_interval
+        self._refreshed_at = 0.0
+
+    def comm(self, pid: int) -> str:
+        if pid == 0:
+            return "<idle>"
+        by_pid = self.symbols.cmdlines.by_pid
+        name = by_pid.get(pid)
+        if name is not None:
+            return name
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="surrogateescape") as f:
+                name = f.read().rstrip("\n")
+        except OSError:
+            name = None
+        if name is None and self._read_saved is not None:
+            now = time.monotonic()
+            if now - self._refreshed_at >= self._refresh_interval:
+                self._refreshed_at = now
+                try:
+                    for k, v in Cmdlines.parse(self._read_saved()).by_pid.items():
+                        by_pid.setdefault(k, v)
+                except (OSError, CaptureError):
+                    pass
+                name = by_pid.get(pid)
+        if name is None:
+            return "<...>"
+        by_pid[pid] = name
+        return name
+
+
+class LiveSession:
+    """The live kernel as a source of :class:`EventChunk` objects.
+
+    ``events``: globs (``sched:*``), each must match; ``optional_events``:
+    enabled where the kernel has them; ``kernel_filter(fmt)``: the kernel
+    filter text for an enabled event (or None), installed where the kernel
+    accepts it (``filter_notes`` says where it did not; the dispatcher filters
+    in Python anyway); ``pids``: trace only
+    these (and their children with ``follow_children``); ``command``: run it,
+    traced from its start, and stop when it exits; ``duration``: seconds;
+    ``setup(instance) -> [extra events]`` runs before events are enabled
+    (uprobes are added there).
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        events: Sequence[str],
+        *,
+        optional_events: Sequence[str] = (),
+        kernel_filter: Callable[[EventFormat], str | None] | None = None,
+        pids: Sequence[int] | None = None,
+        follow_children: bool = True,
+        command: Sequence[str] | None = None,
+        duration: float | None = None,
+        buffer_kb: int | None = None,
+        clock: str | None = None,
+        subbuf_kb: int | None = None,
+        setup: Callable[[Instance], list[str]] | None = None,
+        mmap: bool | None = None,
+        release_interval: float = 0.05,
+    ) -> None:
+        self.requested_events = list(events)
+        self.kernel_filter = kernel_filter
+        self.pids = list(pids or [])
+        self.follow_children = follow_children
+        self.command = list(command) if command else None
+        self.duration = duration
+        self.release_interval = release_interval
+        self.filter_notes: list[str] = []
+        self.command_status: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._gate_w = -1
+        self._taps: list[Callable[[int, np.ndarray], None]] = []
+        self._stopping = False
+        self.events_seen = 0
+        self.instance = Instance()
+        try:
+            if buffer_kb:
+                self.instance.buffer_size_kb = buffer_kb
+            if subbuf_kb:
+                if not self.instance.has_subbuf_size:
+                    raise CaptureError("this kernel has no buffer_subbuf_size_kb: sub-buffer size is fixed")
+                self.instance.subbuf_size_kb = subbuf_kb
+            if clock:
+                if clock not in self.instance.available_clocks:
+                    raise CaptureError(f"unknown trace clock {clock!r} (this kernel has: "
+                                       f"{', '.join(self.instance.available_clocks)})")
+                self.instance.trace_clock = clock
+            extra = setup(self.instance) if setup is not None else []
+            wanted = self.requested_events + list(extra or [])
+            wanted += [p for p in optional_events if p not in wanted and self.instance.list_events(p)]
+            if not wanted:
+                raise CaptureError("no events to trace: name some with -e (e.g. -e 'sched:*') or in handlers")
+            self.enabled = self.instance.enable(wanted)
+            self.formats: dict[int, EventFormat] = {}
+            for full in self.enabled:
+                system, _, name = full.partition(":")
+                fmt = self.instance.event_format(system, name)
+                self.formats[fmt.id] = fmt
+            for fmt in self.formats.values():
+                expr = kernel_filter(fmt) if kernel_filter is not None else None
+                if expr and not self.instance.set_filter(fmt.full_name, expr):
+                    self.filter_notes.append(f"the kernel rejected the filter on {fmt.full_name} "
+                                             f"({self.instance.last_error}); filtering in tracewatch instead")
+            if self.pids:
+                self.instance.follow_pids(self.pids, children=follow_children)
+            self.context = LiveContext(self.formats, self._symbols(),
+                                       lambda: self.instance.tracefs.read("saved_cmdlines"))
+            self.source = LiveSource(self.instance, mmap=mmap)
+            self.merger = LiveMerger(self.context, self.source.cpus, self.source.page_size,
+                                     commit_size=self.source.commit_size, little=sys.byteorder == "little")
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up helpers ------------------------------------------------------
+    def _symbols(self) -> TraceSymbols:
+        tfs = self.instance.tracefs
+        try:
+            cmdlines = Cmdlines.parse(tfs.read("saved_cmdlines"))
+        except (OSError, CaptureError):
+            cmdlines = Cmdlines()
+        printk: dict[int, str] = {}
+        try:
+            from ..formats.symbols import parse_printk_formats
+
+            printk = parse_printk_formats(tfs.read("printk_formats"))
+        except (OSError, CaptureError):
+            pass
+        return TraceSymbols(kallsyms=LazyKernelSymbols(), printk_formats=printk, cmdlines=cmdlines,
+                            long_size=8 if sys.maxsize > 2**32 else 4, little_endian=sys.byteorder == "little")
+
+    def add_page_tap(self, tap: Callable[[int, np.ndarray], None]) -> None:
+        """Call ``tap(cpu, pages)`` with every batch of raw pages before it is decoded."""
+        self._taps.append(tap)
+
+    # -- the command ---------------------------------------------------------
+    def _spawn_gated(self) -> None:
+        """Start the command held before exec, so that its first event is traced.
+
+        A tiny Python wrapper says it is ready, waits for the go byte, then
+        execs the command (subprocess.Popen itself waits for exec, so the
+        wait cannot be done in preexec_fn).
+        """
+        assert self.command is not None
+        go_r, go_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        argv = [sys.executable, "-I", "-S", "-c", _GATE, str(go_r), str(ready_w), *self.command]
+        try:
+            self._proc = subprocess.Popen(argv, pass_fds=(go_r, ready_w))
+        except OSError as e:
+            for fd in (go_r, go_w, ready_r, ready_w):
+                os.close(fd)
+            raise CaptureError(f"cannot start {self.command[0]!r}: {e.strerror or e}") from None
+        os.close(go_r)
+        os.close(ready_w)
+        ok = os.read(ready_r, 1)
+        os.close(ready_r)
+        self._gate_w = go_w
+        if not ok:
+            self._proc.wait()
+            raise CaptureError(f"cannot start {self.command[0]!r}")
+        self.instance.follow_pids([self._proc.pid], children=True)
+
+    def _release_command(self) -> None:
+        if self._gate_w >= 0:
+            os.write(self._gate_w, b"g")
+            os.close(self._gate_w)
+            self._gate_w = -1
+
+    # -- reading -------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish: stop tracing, drain what the kernel holds, end the chunks."""
+        self._stopping = True
+        self.source.stop()
+
+    def page_batches(self) -> Iterator[PageBatch]:
+        """Raw page batches until the end (duration, command exit, stop, Ctrl-C)."""
+        if self.command:
+            self._spawn_gated()
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):  # noqa: ANN001
+            if self._stopping:
+                signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
+                raise KeyboardInterrupt
+            self.stop()
+
+        in_main = _in_main_thread()
+        if in_main:
+            signal.signal(signal.SIGINT, on_sigint)
+        try:
+            self.source.start()
+            self._release_command()
+            for batch in self.source.batches(self.duration):
+                for tap in self._taps:
+                    tap(batch.cpu, batch.pages)
+                yield batch
+                if self._proc is not None and not self._stopping and self._proc.poll() is not None:
+                    self.command_status = self._proc.returncode
+                    self.stop()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+            self._reap_command()
+
+    def chunks(self) -> Iterator[EventChunk]:
+        """Time-ordered chunks of decoded events, released behind the watermark."""
+        next_release = time.monotonic() + self.release_interval
+        merger = self.merger
+        for cpu, pages in self.page_batches():
+            merger.add_pages(cpu, pages)
+            now = time.monotonic()
+            if now >= next_release:
+                next_release = now + self.release_interval
+                chunk = merger.release()
+                if chunk is not None:
+                    self.events_seen += len(chunk)
+                    yield chunk
+        chunk = merger.release(final=True)
+        if chunk is not None:
+            self.events_seen += len(chunk)
+            yield chunk
+
+    def _reap_command(self) -> None:
+        if self._proc is None:
+            return
+        self._release_command()
+        if self._proc.poll() is None and self._stopping and self.command_status is None:
+            # we stop before the command ends (duration, Ctrl-C): end it too
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        elif self._proc.poll() is None:
+            self._proc.wait()
+        self.command_status = self._proc.returncode
+
+    # -- accounting ----------------------------------------------------------
+    def lost_events(self) -> dict[int, int]:
+        """Events lost per CPU: the larger of the pages' marks and the kernel's stats."""
+        out = dict(self.merger.lost_events)
+        for cpu in self.source.cpus:
+            try:
+                st = self.instance.per_cpu_stats(cpu)
+            except (OSError, CaptureError):
+                continue
+            kernel = int(st.get("overrun", 0)) + int(st.get("dropped events", 0))
+            out[cpu] = max(out.get(cpu, 0), kernel)
+        return out
+
+    def summary(self) -> str:
+        """Events seen and lost per CPU, as printed at the end of a live run."""
+        lost = self.lost_events()
+        per_cpu = {}
+        for cpu, s in self.source.stats().items():
+            per_cpu[cpu] = int(s.get("entries", 0))
+        rows = [f"{'CPU':>4} {'lost':>10}"]
+        for cpu in sorted(lost):
+            rows.append(f"{cpu:>4} {lost[cpu]:>10}")
+        return (f"{self.events_seen} events seen, {sum(max(v, 0) for v in lost.values())} lost "
+                f"({self.source.mode} reader)\n" + "\n".join(rows))
+
+    def close(self) -> None:
+        """Remove the instance and everything it set up (idempotent)."""
+        try:
+            if self._proc is not None:
+                self._release_command()
+                if self._proc.poll() is None:
+                    self._proc.terminate()
+                    try:
+                        self._proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        self._proc.kill()
+        finally:
+            src = getattr(self, "source", None)
+            if src is not None:
+                src.close()
+            self.instance.close()
+
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# The gate: report ready, wait for the go byte, exec the command (or say why not, exit 127).
+_GATE = """
+import os, sys
+go, ready = int(sys.argv[1]), int(sys.argv[2])
+os.write(ready, b"r"); os.close(ready)
+os.read(go, 1); os.close(go)
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as e:
+    sys.stderr.write("tracewatch: error: cannot run %s: %s\\n" % (sys.argv[3], e.strerror))
+    sys.exit(127)
+"""
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
