@@ -15,22 +15,71 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Callable
 
 __all__ = ["KernelSymbols", "Cmdlines", "TraceSymbols"]
 
 
-@dataclass
 class KernelSymbols:
-    """Address -> function lookup over a kallsyms listing (sorted by address)."""
+    """Address -> function lookup over a kallsyms listing (sorted by address).
 
-    addrs: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    modules: list[str | None] = field(default_factory=list)
+    A full ``/proc/kallsyms`` has ~120k lines and takes a few hundred ms to
+    parse, so :meth:`deferred` keeps only a way to get the text and parses it
+    the first time a symbol is asked for: decoding that never renders a symbol
+    never pays for it.
+    """
+
+    def __init__(self, addrs: list[int] | None = None, names: list[str] | None = None,
+                 modules: list[str | None] | None = None, kinds: list[str] | None = None, *,
+                 text_source: Callable[[], str] | None = None) -> None:
+        self._addrs = addrs or []
+        self._names = names or []
+        self._modules = modules or []
+        #: the kallsyms type letter of each symbol ("T", "t", "A", ...); libtraceevent
+        #: does not treat absolute ("A"/"a") symbols as functions
+        self._kinds = kinds or []
+        self._text_source = text_source
+
+    @classmethod
+    def deferred(cls, text_source: Callable[[], str]) -> "KernelSymbols":
+        """Symbols parsed from ``text_source()`` on first use."""
+        return cls(text_source=text_source)
+
+    def _ensure(self) -> None:
+        if self._text_source is not None:
+            source, self._text_source = self._text_source, None
+            try:
+                text = source()
+            except OSError:
+                text = ""
+            parsed = KernelSymbols.parse(text)
+            self._addrs, self._names, self._modules, self._kinds = (
+                parsed._addrs, parsed._names, parsed._modules, parsed._kinds)
+
+    @property
+    def addrs(self) -> list[int]:
+        self._ensure()
+        return self._addrs
+
+    @property
+    def names(self) -> list[str]:
+        self._ensure()
+        return self._names
+
+    @property
+    def modules(self) -> list[str | None]:
+        self._ensure()
+        return self._modules
+
+    @property
+    def kinds(self) -> list[str]:
+        self._ensure()
+        return self._kinds
 
     @classmethod
     def parse(cls, text: str) -> "KernelSymbols":
         """Parse ``/proc/kallsyms`` lines: ``ffffffff81000000 T _stext [module]``."""
-        rows: list[tuple[int, str, str | None]] = []
+        rows: list[tuple[int, str, str | None, str]] = []
         for line in text.splitlines():
             parts = line.split()
             if len(parts) < 3:
@@ -40,10 +89,10 @@ class KernelSymbols:
             except ValueError:
                 continue
             mod = parts[3].strip("[]") if len(parts) > 3 else None
-            rows.append((addr, parts[2], mod))
+            rows.append((addr, parts[2], mod, parts[1]))
         # A stable sort keeps the file's order among equal addresses, as libtraceevent does
         rows.sort(key=lambda r: r[0])
-        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
 
     def __len__(self) -> int:
         return len(self.addrs)

@@ -768,7 +768,7 @@ class TraceDatReader:
     def symbols(self) -> TraceSymbols:
         """kallsyms, printk formats and saved cmdlines, for rendering."""
         return TraceSymbols(
-            kallsyms=KernelSymbols.parse(self.kallsyms_text),
+            kallsyms=KernelSymbols.deferred(lambda: self.kallsyms_text),
             printk_formats=parse_printk_formats(self.printk_text),
             cmdlines=Cmdlines.parse(self.cmdlines_text),
             long_size=self.long_size,

@@ -35,42 +35,7 @@ from ..stream.merge import LiveMerger
 from .live import LiveSource, PageBatch
 from .tracefs import Instance
 
-__all__ = ["LiveSession", "LiveContext", "LazyKernelSymbols"]
-
-
-class LazyKernelSymbols(KernelSymbols):
-    """``/proc/kallsyms``, read the first time an address is looked up (it is ~5 MB)."""
-
-    def __init__(self, path: str = "/proc/kallsyms") -> None:
-        super().__init__()
-        self._path = path
-        self._loaded = False
-
-    def _load(self) -> None:
-        self._loaded = True
-        try:
-            with open(self._path, encoding="utf-8", errors="replace") as f:
-                parsed = KernelSymbols.parse(f.read())
-        except OSError:
-            return
-        self.addrs, self.names, self.modules = parsed.addrs, parsed.names, parsed.modules
-        if hasattr(parsed, "kinds"):
-            self.kinds = parsed.kinds  # type: ignore[attr-defined]
-
-    def lookup(self, addr: int):  # type: ignore[override]
-        if not self._loaded:
-            self._load()
-        return super().lookup(addr)
-
-    def exact(self, addr: int):  # type: ignore[override]
-        if not self._loaded:
-            self._load()
-        return super().exact(addr)
-
-    def __len__(self) -> int:
-        if not self._loaded:
-            self._load()
-        return super().__len__()
+__all__ = ["LiveSession", "LiveContext"]
 
 
 class LiveContext(TraceContext):
@@ -218,7 +183,7 @@ class LiveSession:
             printk = parse_printk_formats(tfs.read("printk_formats"))
         except (OSError, CaptureError):
             pass
-        return TraceSymbols(kallsyms=LazyKernelSymbols(), printk_formats=printk, cmdlines=cmdlines,
+        return TraceSymbols(kallsyms=KernelSymbols.deferred(_read_kallsyms), printk_formats=printk, cmdlines=cmdlines,
                             long_size=8 if sys.maxsize > 2**32 else 4, little_endian=sys.byteorder == "little")
 
     def add_page_tap(self, tap: Callable[[int, np.ndarray], None]) -> None:
@@ -390,6 +355,11 @@ except OSError as e:
     sys.stderr.write("tracewatch: error: cannot run %s: %s\\n" % (sys.argv[3], e.strerror))
     sys.exit(127)
 """
+
+
+def _read_kallsyms() -> str:
+    with open("/proc/kallsyms", encoding="utf-8", errors="replace") as f:
+        return f.read()
 
 
 def _in_main_thread() -> bool:

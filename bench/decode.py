@@ -1,0 +1,90 @@
+"""Decode speed: columnar batches and `report --raw`, next to trace-cmd on the same file.
+
+    python bench/decode.py [FILE]
+
+Without FILE, records a raw_syscalls + sched trace of a few tens of MB first
+(bench/_trace.py; needs root and tracefs).  Prints events/s for
+  (a) walking every page into columnar batches (all fixed-size fields decoded),
+  (b) `tracewatch report --raw FILE > /dev/null` and `trace-cmd report -R FILE > /dev/null`,
+  (c) the same without --raw / -R,
+each best of 3, with the ratio against trace-cmd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _trace import REPO, bench_trace  # noqa: E402
+
+
+def best_of(n: int, fn) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def columnar(path: str) -> int:
+    from tracewatch.formats.tracedat import TraceDatReader
+    from tracewatch.stream.batch import TraceContext, split_by_type
+
+    r = TraceDatReader(path)
+    idx = r.index()
+    bufs = [r.cpu_buffer(c)[0] for c in range(r.cpus)]
+    ctx = TraceContext(r.formats, r.symbols)
+    n = 0
+    for b, _pos in split_by_type(ctx, bufs, idx.cpu, idx.ts, idx.offset, idx.length, idx.type_id):
+        for f in b.format_.fields:
+            if not f.is_array and f.size in (1, 2, 4, 8):
+                b.column_(f.name)
+        n += len(b)
+    r.close()
+    return n
+
+
+def command_time(cmd: list[str]) -> float:
+    def run():
+        with open(os.devnull, "wb") as null:
+            subprocess.run(cmd, stdout=null, stderr=subprocess.DEVNULL, check=True)
+    return best_of(3, run)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("file", nargs="?")
+    ap.add_argument("--iterations", type=int, default=200_000, help="dd iterations when recording")
+    args = ap.parse_args()
+    path = args.file or bench_trace(args.iterations)
+    size = os.path.getsize(path)
+    columnar(path)  # warm: numba cache, page cache
+    n = columnar(path)
+    t = best_of(3, lambda: columnar(path))
+    print(f"file: {path}  {size / 1e6:.1f} MB  {n} events")
+    print(f"(a) columnar decode (all pages -> batches, fixed fields):  {n / t / 1e6:8.1f} M events/s  ({t:.3f} s)")
+    tw = [sys.executable, "-m", "tracewatch", "report"]
+    env_ok = shutil.which("trace-cmd") is not None
+    for label, flag_tw, flag_tc in (("(b) report --raw", ["--raw"], ["-R"]), ("(c) report      ", [], [])):
+        t_tw = command_time(tw + flag_tw + [path])
+        line = f"{label}: tracewatch {n / t_tw / 1e3:8.0f} k events/s ({t_tw:.2f} s)"
+        if env_ok:
+            t_tc = command_time(["trace-cmd", "report", *flag_tc, path])
+            line += f"   trace-cmd {n / t_tc / 1e3:8.0f} k events/s ({t_tc:.2f} s)   ratio {t_tc / t_tw:.2f}x"
+        else:
+            line += "   (trace-cmd not installed: no comparison)"
+        print(line)
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    main()
