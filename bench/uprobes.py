@@ -1,0 +1,101 @@
+"""Uprobe overhead: what a probed call costs the traced program, in ns per call.
+
+Usage (root, tracefs with uprobes, gcc): python bench/uprobes.py [CALLS]
+
+Builds a small C program that calls an empty noinline function CALLS times
+(default 200000) and times the loop itself (clock_gettime), then runs it:
+untraced, with an entry uprobe on the function (what funccount does), and
+with entry + return uprobes (what funclatency and calls do), each through a
+LiveSession that reads every event, best of 3 runs.  Prints the loop's ns
+per call for each, the overhead over the untraced run, and the events seen
+and lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PROG_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+volatile long sink;
+__attribute__((noinline)) void work(long i) { sink += i; }
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < n; i++) work(i);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    FILE *f = fopen(argv[2], "w");
+    fprintf(f, "%ld\n", (b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec));
+    fclose(f);
+    return 0;
+}
+"""
+
+
+def _loop_ns(result: str) -> int:
+    with open(result) as f:
+        return int(f.read())
+
+
+def run_untraced(prog: str, calls: int, result: str) -> int:
+    subprocess.run([prog, str(calls), result], check=True)
+    return _loop_ns(result)
+
+
+def run_traced(prog: str, calls: int, result: str, specs: list[str]) -> tuple[int, int, int]:
+    from tracewatch.sources.session import LiveSession
+    from tracewatch.sources.uprobes import ProbeSet
+
+    probes = ProbeSet.from_specs(specs)
+    seen = 0
+    with LiveSession([], command=[prog, str(calls), result], setup=probes.install, buffer_kb=16384) as s:
+        for chunk in s.chunks():
+            seen += len(chunk)
+        lost = sum(max(v, 0) for v in s.lost_events().values())
+        if s.command_status != 0:
+            raise SystemExit(f"the traced program failed with status {s.command_status}")
+    return _loop_ns(result), seen, lost
+
+
+def main(argv: list[str]) -> int:
+    calls = int(argv[0]) if argv else 200_000
+    if os.geteuid() != 0:
+        print("bench/uprobes.py needs root (tracefs instances and uprobes)", file=sys.stderr)
+        return 2
+    if shutil.which("gcc") is None:
+        print("bench/uprobes.py needs gcc to build the probed program", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="tw-uprobe-bench-") as d:
+        src, prog, result = os.path.join(d, "p.c"), os.path.join(d, "p"), os.path.join(d, "out")
+        with open(src, "w") as f:
+            f.write(PROG_C)
+        subprocess.run(["gcc", "-O2", "-o", prog, src], check=True)
+        base = min(run_untraced(prog, calls, result) for _ in range(3))
+        rows = [("untraced", base, 0, 0)]
+        for label, specs in (("entry uprobe", [f"{prog}:work"]),
+                             ("entry + return", [f"{prog}:work", f"r:{prog}:work"])):
+            best = None
+            for _ in range(3):
+                ns, seen, lost = run_traced(prog, calls, result, specs)
+                if best is None or ns < best[0]:
+                    best = (ns, seen, lost)
+            assert best is not None
+            rows.append((label, *best))
+    print(f"uprobe overhead, {calls} calls of an empty function, best of 3 (kernel {os.uname().release})")
+    print(f"{'':<16}{'ns/call':>10}{'overhead ns/call':>18}{'events':>10}{'lost':>8}")
+    for label, ns, seen, lost in rows:
+        over = "" if label == "untraced" else f"{(ns - base) / calls:.0f}"
+        print(f"{label:<16}{ns / calls:>10.1f}{over:>18}{seen if label != 'untraced' else '':>10}"
+              f"{lost if label != 'untraced' else '':>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
