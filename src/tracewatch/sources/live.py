@@ -1,0 +1,557 @@
+"""Live capture: raw ring-buffer pages from every CPU of a tracing instance.
+
+The kernel keeps one ring buffer per CPU; ``per_cpu/cpuN/trace_pipe_raw`` hands
+out its pages ("sub-buffers": u64 timestamp, commit word, events) exactly as
+trace.dat stores them.  :class:`LiveSource` opens one :class:`CpuReader` per
+CPU and yields the pages in batches, ``(cpu, np.ndarray of k whole pages)``,
+which :func:`tracewatch.formats.ring_page.walk_pages` decodes.
+
+Two ways to take pages out of the kernel, chosen per CPU at start:
+
+* mmap (Linux 6.10+, ``TRACE_MMAP_IOCTL_GET_READER``): the ring buffer is
+  mapped read-only; each ioctl hands the reader sub-buffer over and we copy
+  the new bytes out of the mapping (:class:`MmapCpuReader`);
+* read: ``readv`` of k page-sized buffers, one page per iovec, so one system
+  call returns up to k pages (:class:`ReadCpuReader`).
+
+Wake-ups: a single ``epoll`` over all CPU files (the kernel reports a CPU
+readable once its buffer is ``buffer_percent`` full), plus a flush every
+``flush_interval`` seconds that takes whatever each CPU has, full page or not,
+so quiet CPUs still deliver promptly.  One thread does all of it.
+
+Stopping: ``tracing_on`` goes to 0 first, then every CPU is drained without
+blocking, partial pages included, so nothing recorded is left behind.  Lost
+events are visible twice: in the pages (the commit word's missed-events flags,
+which ``walk_pages`` reports) and in the per-CPU stats (:meth:`LiveSource.lost_events`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import mmap
+import os
+import select
+import struct
+import sys
+import time
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from ..errors import CaptureError
+from ..formats.event_format import HeaderPage
+from .tracefs import Instance
+
+__all__ = [
+    "LiveSource",
+    "CpuReader",
+    "ReadCpuReader",
+    "MmapCpuReader",
+    "PageBatch",
+    "mmap_supported",
+]
+
+# include/uapi/linux/trace_mmap.h: _IO('R', 0x20)
+TRACE_MMAP_IOCTL_GET_READER = (ord("R") << 8) | 0x20
+
+# struct trace_buffer_meta (include/uapi/linux/trace_mmap.h), native byte order:
+# meta_page_size, meta_struct_len, subbuf_size, nr_subbufs,
+# reader.lost_events, reader.id, reader.read, flags, entries, overrun, read
+_META = struct.Struct("=IIIIQIIQQQQ")
+_META_READER = struct.Struct("=QII")  # reader.lost_events, reader.id, reader.read at offset 16
+_META_READER_OFFSET = 16
+
+_RB_MISSED_EVENTS = 1 << 31
+_RB_MISSED_STORED = 1 << 30
+_RB_MISSED_FLAGS = _RB_MISSED_EVENTS | _RB_MISSED_STORED
+_COMMIT_MASK = (1 << 27) - 1
+
+_SYSTEM_PAGE = mmap.PAGESIZE
+_PROT_READ = mmap.PROT_READ
+_MAP_SHARED = mmap.MAP_SHARED
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.restype = ctypes.c_int
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+class PageBatch(NamedTuple):
+    """Whole ring-buffer pages of one CPU, oldest first.
+
+    ``pages`` is a 1-D uint8 array of ``n_pages * page_size`` bytes, ready for
+    ``walk_pages(pages, page_size)``; it is the caller's to keep.
+    """
+
+    cpu: int
+    pages: np.ndarray
+
+    def n_pages(self, page_size: int) -> int:
+        return len(self.pages) // page_size
+
+
+class CpuReader:
+    """Takes raw pages out of one CPU's ring buffer (``per_cpu/cpuN/trace_pipe_raw``).
+
+    The file is opened non-blocking: waiting is the job of the epoll loop in
+    :class:`LiveSource`.  ``read_batch`` returns up to ``max_pages`` pages, or
+    None when the CPU has nothing right now.
+    """
+
+    mode = "?"
+
+    def __init__(self, instance: Instance, cpu: int, page_size: int, commit_size: int = 8) -> None:
+        self.cpu = cpu
+        self.page_size = page_size
+        self.commit_size = commit_size
+        self.path = instance.file(f"per_cpu/cpu{cpu}/trace_pipe_raw")
+        self.pages_read = 0
+        self.bytes_read = 0  # event data bytes (commit), not page bytes
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise CaptureError(f"cannot open {self.path}: {e.strerror}") from None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_batch(self, max_pages: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _count(self, buf: np.ndarray, n_pages: int) -> None:
+        self.pages_read += n_pages
+        if n_pages:
+            dtype = np.uint64 if self.commit_size == 8 else np.uint32
+            words = buf[: n_pages * self.page_size].reshape(n_pages, self.page_size)[:, 8:8 + self.commit_size]
+            self.bytes_read += int((words.copy().view(dtype) & _COMMIT_MASK).sum())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} cpu{self.cpu} fd={self.fd}>"
+
+
+class ReadCpuReader(CpuReader):
+    """Reads pages with ``readv``: each iovec is one page, so one call returns many.
+
+    trace_pipe_raw's read returns at most one page per call; ``readv`` loops
+    over the iovecs in the kernel and stops at the first short read (EAGAIN
+    once the buffer is empty), which makes k pages cost one system call.
+    """
+
+    mode = "read"
+
+    def read_batch(self, max_pages: int) -> np.ndarray | None:
+        ps = self.page_size
+        out = np.empty(max_pages * ps, dtype=np.uint8)
+        view = memoryview(out)
+        iov = [view[i * ps:(i + 1) * ps] for i in range(max_pages)]
+        try:
+            n = os.readv(self.fd, iov)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            raise CaptureError(f"reading {self.path}: {e.strerror}") from None
+        finally:
+            del iov
+            view.release()
+        n_pages = n // ps
+        if n_pages == 0:
+            return None
+        # don't let a mostly-empty batch pin the whole allocation
+        pages = out[: n_pages * ps] if n_pages * 4 >= max_pages else out[: n_pages * ps].copy()
+        self._count(pages, n_pages)
+        return pages
+
+
+class MmapCpuReader(CpuReader):
+    """Reads pages through the memory-mapped ring buffer (Linux 6.10+).
+
+    Layout of the mapping: a meta page (``struct trace_buffer_meta``), then
+    ``nr_subbufs`` sub-buffers in id order.  ``TRACE_MMAP_IOCTL_GET_READER``
+    makes ``meta.reader.id`` the sub-buffer we may read and ``meta.reader.read``
+    the bytes of it the kernel now counts as consumed: the new data is from
+    where we stopped on that sub-buffer (0 after a swap) to ``reader.read``.
+
+    The reader sub-buffer goes back into the ring at the next swap, so pages
+    are copied out, never handed out as views.  When the writer is still on
+    the reader sub-buffer we get it in pieces; a later piece becomes a page
+    of its own whose header time is the running time after the earlier
+    events (what the kernel's read path does for a partial page).
+    """
+
+    mode = "mmap"
+
+    def __init__(self, instance: Instance, cpu: int, page_size: int, commit_size: int = 8) -> None:
+        super().__init__(instance, cpu, page_size, commit_size)
+        self._mappings: list[tuple[int, int]] = []  # (address, length) to munmap
+        self._meta: ctypes.Array | None = None
+        self._data_arr: np.ndarray | None = None
+        try:
+            self._map()
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self) -> None:
+        meta = self._mmap(_SYSTEM_PAGE, 0, "the meta page")
+        (meta_page_size, _struct_len, subbuf_size, nr_subbufs, _lost, rid, rread,
+         *_rest) = _META.unpack_from(meta, 0)
+        if meta_page_size > _SYSTEM_PAGE:
+            self._unmap_all()
+            meta = self._mmap(meta_page_size, 0, "the meta page")
+        self._meta = meta
+        if subbuf_size != self.page_size:
+            raise CaptureError(f"{self.path}: mapped sub-buffers are {subbuf_size} bytes, "
+                               f"header_page says {self.page_size}")
+        self.meta_page_size = meta_page_size
+        self.nr_subbufs = nr_subbufs
+        self._data_arr = np.ctypeslib.as_array(self._mmap(subbuf_size * nr_subbufs, meta_page_size,
+                                                          "the sub-buffers"))
+        # Bytes of data a reader before us already took from the reader sub-buffer.
+        self._id = rid
+        self._consumed = rread
+        self._get_reader()  # probe: fails with ENOTTY where the ioctl does not exist
+
+    def _mmap(self, length: int, offset: int, what: str) -> ctypes.Array:
+        """mmap(2) through libc: Python's mmap module refuses files whose st_size is 0,
+        which every tracefs file reports."""
+        addr = _libc.mmap(None, ctypes.c_size_t(length), _PROT_READ, _MAP_SHARED, self.fd,
+                          ctypes.c_long(offset))
+        if addr is None or addr == _MAP_FAILED:
+            err = ctypes.get_errno()
+            raise CaptureError(f"cannot mmap {what} of {self.path}: {os.strerror(err)}")
+        self._mappings.append((addr, length))
+        return (ctypes.c_uint8 * length).from_address(addr)
+
+    def _unmap_all(self) -> None:
+        self._meta = None
+        self._data_arr = None
+        for addr, length in self._mappings:
+            _libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(length))
+        self._mappings.clear()
+
+    def _get_reader(self) -> tuple[int, int]:
+        try:
+            fcntl.ioctl(self.fd, TRACE_MMAP_IOCTL_GET_READER)
+        except OSError as e:
+            raise CaptureError(f"{self.path}: TRACE_MMAP_IOCTL_GET_READER failed: {e.strerror}") from None
+        _lost, rid, rread = _META_READER.unpack_from(self._meta, _META_READER_OFFSET)
+        return rid, rread
+
+    def meta(self) -> dict[str, int]:
+        """The meta page's counters (entries, overrun, read...), as the kernel last updated them."""
+        keys = ("meta_page_size", "meta_struct_len", "subbuf_size", "nr_subbufs", "reader_lost_events",
+                "reader_id", "reader_read", "flags", "entries", "overrun", "read")
+        return dict(zip(keys, _META.unpack_from(self._meta, 0)))
+
+    def read_batch(self, max_pages: int) -> np.ndarray | None:
+        ps = self.page_size
+        hdr = 8 + self.commit_size
+        data = self._data_arr
+        out = np.zeros(max_pages * ps, dtype=np.uint8)
+        n = 0
+        while n < max_pages:
+            rid, rread = self._get_reader()
+            caught_up = rid == self._id
+            if caught_up:
+                # More data on the sub-buffer we already read from: the writer is
+                # on it, so this piece is the last for now.  Asking again would
+                # only return events our own ioctl calls produce when syscalls
+                # are traced: a loop that never ends.
+                start = self._consumed
+                if rread <= start:
+                    break
+            else:
+                start = 0
+            self._id, self._consumed = rid, rread
+            if rread <= start:
+                continue  # a fresh sub-buffer with nothing on it yet
+            src = data[rid * ps:(rid + 1) * ps]
+            dst = out[n * ps:(n + 1) * ps]
+            commit_word = int(src[8:8 + self.commit_size].view(np.uint64 if self.commit_size == 8 else np.uint32)[0])
+            if start == 0:
+                flags = commit_word & _RB_MISSED_FLAGS
+                end = hdr + rread
+                if flags & _RB_MISSED_STORED:
+                    end += self.commit_size  # the lost-event count follows the data
+                dst[:end] = src[:end]
+                _put_commit(dst, rread | flags, self.commit_size)
+            else:
+                ts = _running_time(src, hdr, start)
+                dst[0:8] = np.frombuffer(struct.pack("=Q", ts), dtype=np.uint8)
+                dst[hdr:hdr + rread - start] = src[hdr + start:hdr + rread]
+                _put_commit(dst, rread - start, self.commit_size)
+            n += 1
+            if caught_up:
+                break
+        if n == 0:
+            return None
+        pages = out[: n * ps] if n * 4 >= max_pages else out[: n * ps].copy()
+        self._count(pages, n)
+        return pages
+
+    def close(self) -> None:
+        # Only copies ever leave this reader, so nothing points into the mapping now.
+        self._unmap_all()
+        super().close()
+
+
+def _put_commit(page: np.ndarray, value: int, commit_size: int) -> None:
+    fmt = "=Q" if commit_size == 8 else "=I"
+    page[8:8 + commit_size] = np.frombuffer(struct.pack(fmt, value), dtype=np.uint8)
+
+
+def _running_time(page: np.ndarray, hdr: int, upto: int) -> int:
+    """The running timestamp after the events in the first ``upto`` data bytes.
+
+    Follows the same rules as ``walk_pages`` (libtraceevent's kbuffer): every
+    header's time_delta adds, time extends add ``delta + (array[0] << 27)``,
+    absolute stamps replace the low 59 bits.  Pure Python: it runs only for
+    the second and later piece of a sub-buffer, which happens when the
+    reader keeps up with a slow writer, so speed does not matter there.
+    """
+    little = sys.byteorder == "little"
+    raw = page.tobytes()
+    ts = struct.unpack_from("=Q", raw, 0)[0]
+    pos = hdr
+    end = hdr + upto
+    while pos + 4 <= end:
+        word = struct.unpack_from("=I", raw, pos)[0]
+        type_len, delta = (word & 31, word >> 5) if little else (word >> 27, word & _COMMIT_MASK)
+        if type_len == 29:  # padding
+            if delta == 0 or pos + 8 > end:
+                break
+            ts += delta
+            pos += 4 + struct.unpack_from("=I", raw, pos + 4)[0]
+        elif type_len in (30, 31):  # time extend / absolute time stamp
+            ext = (struct.unpack_from("=I", raw, pos + 4)[0] << 27) + delta
+            ts = ts + ext if type_len == 30 else ext | (ts & (0xF8 << 56))
+            pos += 8
+        elif type_len == 0:
+            ts += delta
+            pos += 4 + ((struct.unpack_from("=I", raw, pos + 4)[0] + 3) & ~3)
+        else:
+            ts += delta
+            pos += 4 + type_len * 4
+    return ts & 0xFFFFFFFFFFFFFFFF
+
+
+def mmap_supported(instance: Instance, cpu: int | None = None) -> bool:
+    """Whether this kernel lets trace_pipe_raw be memory-mapped (probed, not guessed)."""
+    cpu = instance.cpus[0] if cpu is None else cpu
+    hp = instance.header_page()
+    try:
+        reader = MmapCpuReader(instance, cpu, hp.page_size, hp.commit_size)
+    except CaptureError:
+        return False
+    reader.close()
+    return True
+
+
+class LiveSource:
+    """Raw pages from every CPU of an :class:`Instance`, as they are written.
+
+    ::
+
+        with Instance() as inst:
+            inst.enable(["sched:sched_switch"])
+            with LiveSource(inst) as src:
+                for cpu, pages in src.batches(duration=5):
+                    index = walk_pages(pages, src.page_size)
+
+    ``batches`` turns tracing on, yields ``PageBatch(cpu, pages)`` until
+    ``duration`` passes or :meth:`stop` is called (from a handler, another
+    thread or a signal handler), then turns tracing off and yields what is
+    left, partial pages included.
+
+    ``mmap``: True to require the memory-mapped path, False to use read, None
+    (default) to use mmap where the kernel offers it.  ``batch_pages`` bounds
+    one batch; ``flush_interval`` is how often (seconds) CPUs below
+    ``buffer_percent`` are read anyway; ``buffer_percent`` (if given) is
+    written to the instance.
+    """
+
+    def __init__(self, instance: Instance, *, cpus: list[int] | None = None, mmap: bool | None = None,
+                 batch_pages: int = 64, flush_interval: float = 0.25, buffer_percent: int | None = None) -> None:
+        self.instance = instance
+        self.cpus = list(instance.cpus if cpus is None else cpus)
+        self.header_page: HeaderPage = instance.header_page()
+        self.page_size = self.header_page.page_size
+        self.commit_size = self.header_page.commit_size
+        self.want_mmap = mmap
+        self.batch_pages = max(1, int(batch_pages))
+        self.flush_interval = flush_interval
+        self.buffer_percent = buffer_percent
+        self.readers: list[CpuReader] = []
+        self._epoll: select.epoll | None = None
+        self._wake_fd = -1
+        self._stop_requested = False
+        self._started = False
+        self._closed = False
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<LiveSource {self.instance.name} cpus={self.cpus} mode={self.mode}>"
+
+    def __enter__(self) -> "LiveSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def mode(self) -> str:
+        """'mmap', 'read', 'mixed', or 'not started'."""
+        modes = {r.mode for r in self.readers}
+        if not modes:
+            return "not started"
+        return modes.pop() if len(modes) == 1 else "mixed"
+
+    # -- lifecycle
+    def start(self, *, tracing_on: bool = True) -> None:
+        """Open the per-CPU readers, then turn tracing on (unless told not to)."""
+        if self._started:
+            return
+        if self._closed:
+            raise CaptureError("this LiveSource is closed")
+        self._started = True
+        self.instance.attach_closer(self.close)
+        try:
+            if self.buffer_percent is not None:
+                self.instance.buffer_percent = self.buffer_percent
+            self._epoll = select.epoll()
+            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._epoll.register(self._wake_fd, select.EPOLLIN)
+            for cpu in self.cpus:
+                reader = self._open_reader(cpu)
+                self.readers.append(reader)
+                self._epoll.register(reader.fd, select.EPOLLIN)
+            self._by_fd = {r.fd: r for r in self.readers}
+            if tracing_on:
+                self.instance.tracing_on = True
+            self.started_at = time.monotonic()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_reader(self, cpu: int) -> CpuReader:
+        if self.want_mmap is not False:
+            try:
+                return MmapCpuReader(self.instance, cpu, self.page_size, self.commit_size)
+            except CaptureError:
+                if self.want_mmap:
+                    raise
+        return ReadCpuReader(self.instance, cpu, self.page_size, self.commit_size)
+
+    def stop(self) -> None:
+        """Ask ``batches`` to finish: it stops tracing, drains and ends.
+
+        Safe from a signal handler or another thread.
+        """
+        self._stop_requested = True
+        if self._wake_fd >= 0:
+            try:
+                os.eventfd_write(self._wake_fd, 1)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close every reader (no drain).  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for reader in self.readers:
+            try:
+                reader.close()
+            except OSError:
+                pass
+        if self._epoll is not None:
+            self._epoll.close()
+        if self._wake_fd >= 0:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
+        self.instance.detach_closer(self.close)
+
+    # -- reading
+    def batches(self, duration: float | None = None) -> Iterator[PageBatch]:
+        """Yield page batches until ``duration`` seconds pass or :meth:`stop`; then drain."""
+        self.start()
+        assert self._epoll is not None
+        now = time.monotonic()
+        deadline = None if duration is None else now + duration
+        next_flush = now + self.flush_interval
+        while not self._stop_requested:
+            wake_at = next_flush if deadline is None else min(next_flush, deadline)
+            events = self._epoll.poll(max(0.0, wake_at - time.monotonic()))
+            ready: list[CpuReader] = []
+            for fd, _mask in events:
+                if fd == self._wake_fd:
+                    continue
+                ready.append(self._by_fd[fd])
+            now = time.monotonic()
+            if now >= next_flush:
+                ready = self.readers
+                next_flush = now + self.flush_interval
+            for reader in ready:
+                # a few batches per CPU per turn, so one busy CPU cannot starve the others
+                for _ in range(4):
+                    batch = reader.read_batch(self.batch_pages)
+                    if batch is None:
+                        break
+                    yield PageBatch(reader.cpu, batch)
+                    if len(batch) < self.batch_pages * self.page_size:
+                        break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        yield from self.drain()
+
+    def drain(self) -> Iterator[PageBatch]:
+        """Stop tracing, then yield everything still in the buffers (partial pages too)."""
+        if not self._started or self._closed:
+            return
+        self.instance.tracing_on = False
+        self.stopped_at = time.monotonic()
+        for reader in self.readers:
+            while True:
+                batch = reader.read_batch(self.batch_pages)
+                if batch is None:
+                    break
+                yield PageBatch(reader.cpu, batch)
+
+    def pages(self, duration: float | None = None) -> Iterator[tuple[int, memoryview]]:
+        """Yield ``(cpu, page)`` one page at a time (a view into its batch)."""
+        ps = self.page_size
+        for cpu, buf in self.batches(duration):
+            view = memoryview(buf)
+            for off in range(0, len(buf), ps):
+                yield cpu, view[off:off + ps]
+
+    # -- accounting
+    def stats(self) -> dict[int, dict[str, float]]:
+        """Per CPU: the kernel's ``per_cpu/cpuN/stats`` plus what we read (pages_read, bytes_read)."""
+        out: dict[int, dict[str, float]] = {}
+        for cpu in self.cpus:
+            s: dict[str, float] = dict(self.instance.per_cpu_stats(cpu))
+            reader = next((r for r in self.readers if r.cpu == cpu), None)
+            if reader is not None:
+                s["pages_read"] = reader.pages_read
+                s["bytes_read"] = reader.bytes_read
+            out[cpu] = s
+        return out
+
+    def lost_events(self) -> int:
+        """Events the kernel recorded but could not keep (overrun, commit overrun, dropped)."""
+        return self.instance.lost_events()
+
+    @property
+    def pages_read(self) -> int:
+        return sum(r.pages_read for r in self.readers)

@@ -1,0 +1,1 @@
+"""Tests against the running kernel's tracefs (root only; see conftest.py)."""
