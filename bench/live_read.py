@@ -38,6 +38,7 @@ def run_once(use_mmap: bool, args: argparse.Namespace) -> dict:
             from tracewatch.formats.ring_page import walk_pages
 
             walk = walk_pages
+            walk(bytes(inst.header_page().page_size), inst.header_page().page_size)  # compile outside the timing
         with LiveSource(inst, mmap=use_mmap, batch_pages=args.batch_pages,
                         buffer_percent=args.buffer_percent) as src:
             if reader_cpu is not None:

@@ -6,7 +6,8 @@ trace.dat stores them.  :class:`LiveSource` opens one :class:`CpuReader` per
 CPU and yields the pages in batches, ``(cpu, np.ndarray of k whole pages)``,
 which :func:`tracewatch.formats.ring_page.walk_pages` decodes.
 
-Two ways to take pages out of the kernel, chosen per CPU at start:
+Two ways to take pages out of the kernel, chosen per CPU at start (read by
+default: it measured faster, see :class:`LiveSource`):
 
 * mmap (Linux 6.10+, ``TRACE_MMAP_IOCTL_GET_READER``): the ring buffer is
   mapped read-only; each ioctl hands the reader sub-buffer over and we copy
@@ -193,7 +194,7 @@ class MmapCpuReader(CpuReader):
         super().__init__(instance, cpu, page_size, commit_size)
         self._mappings: list[tuple[int, int]] = []  # (address, length) to munmap
         self._meta: ctypes.Array | None = None
-        self._data_arr: np.ndarray | None = None
+        self._data_mv: memoryview | None = None
         try:
             self._map()
         except BaseException:
@@ -213,8 +214,8 @@ class MmapCpuReader(CpuReader):
                                f"header_page says {self.page_size}")
         self.meta_page_size = meta_page_size
         self.nr_subbufs = nr_subbufs
-        self._data_arr = np.ctypeslib.as_array(self._mmap(subbuf_size * nr_subbufs, meta_page_size,
-                                                          "the sub-buffers"))
+        self._data_mv = memoryview(self._mmap(subbuf_size * nr_subbufs, meta_page_size,
+                                              "the sub-buffers")).cast("B")
         # Bytes of data a reader before us already took from the reader sub-buffer.
         self._id = rid
         self._consumed = rread
@@ -233,7 +234,9 @@ class MmapCpuReader(CpuReader):
 
     def _unmap_all(self) -> None:
         self._meta = None
-        self._data_arr = None
+        if self._data_mv is not None:
+            self._data_mv.release()
+            self._data_mv = None
         for addr, length in self._mappings:
             _libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(length))
         self._mappings.clear()
@@ -253,10 +256,13 @@ class MmapCpuReader(CpuReader):
         return dict(zip(keys, _META.unpack_from(self._meta, 0)))
 
     def read_batch(self, max_pages: int) -> np.ndarray | None:
+        # memoryview slices and struct: per page this is one ioctl and one
+        # memcpy; numpy's per-call overhead would triple the cost at 4 KiB.
         ps = self.page_size
         hdr = 8 + self.commit_size
-        data = self._data_arr
-        out = np.zeros(max_pages * ps, dtype=np.uint8)
+        commit_fmt = "=Q" if self.commit_size == 8 else "=I"
+        data = self._data_mv
+        out = bytearray(max_pages * ps)
         n = 0
         while n < max_pages:
             rid, rread = self._get_reader()
@@ -274,27 +280,28 @@ class MmapCpuReader(CpuReader):
             self._id, self._consumed = rid, rread
             if rread <= start:
                 continue  # a fresh sub-buffer with nothing on it yet
-            src = data[rid * ps:(rid + 1) * ps]
-            dst = out[n * ps:(n + 1) * ps]
-            commit_word = int(src[8:8 + self.commit_size].view(np.uint64 if self.commit_size == 8 else np.uint32)[0])
+            src = rid * ps
+            dst = n * ps
             if start == 0:
-                flags = commit_word & _RB_MISSED_FLAGS
+                flags = struct.unpack_from(commit_fmt, data, src + 8)[0] & _RB_MISSED_FLAGS
                 end = hdr + rread
                 if flags & _RB_MISSED_STORED:
                     end += self.commit_size  # the lost-event count follows the data
-                dst[:end] = src[:end]
-                _put_commit(dst, rread | flags, self.commit_size)
+                out[dst:dst + end] = data[src:src + end]
+                struct.pack_into(commit_fmt, out, dst + 8, rread | flags)
             else:
-                ts = _running_time(src, hdr, start)
-                dst[0:8] = np.frombuffer(struct.pack("=Q", ts), dtype=np.uint8)
-                dst[hdr:hdr + rread - start] = src[hdr + start:hdr + rread]
-                _put_commit(dst, rread - start, self.commit_size)
+                ts = _running_time(data[src:src + hdr + start], hdr, start)
+                struct.pack_into("=Q", out, dst, ts)
+                out[dst + hdr:dst + hdr + rread - start] = data[src + hdr + start:src + hdr + rread]
+                struct.pack_into(commit_fmt, out, dst + 8, rread - start)
             n += 1
             if caught_up:
                 break
         if n == 0:
             return None
-        pages = out[: n * ps] if n * 4 >= max_pages else out[: n * ps].copy()
+        pages = np.frombuffer(out, dtype=np.uint8)[: n * ps]
+        if n * 4 < max_pages:
+            pages = pages.copy()  # don't let a mostly-empty batch pin the whole allocation
         self._count(pages, n)
         return pages
 
@@ -304,12 +311,7 @@ class MmapCpuReader(CpuReader):
         super().close()
 
 
-def _put_commit(page: np.ndarray, value: int, commit_size: int) -> None:
-    fmt = "=Q" if commit_size == 8 else "=I"
-    page[8:8 + commit_size] = np.frombuffer(struct.pack(fmt, value), dtype=np.uint8)
-
-
-def _running_time(page: np.ndarray, hdr: int, upto: int) -> int:
+def _running_time(page: memoryview | bytes, hdr: int, upto: int) -> int:
     """The running timestamp after the events in the first ``upto`` data bytes.
 
     Follows the same rules as ``walk_pages`` (libtraceevent's kbuffer): every
@@ -319,7 +321,7 @@ def _running_time(page: np.ndarray, hdr: int, upto: int) -> int:
     reader keeps up with a slow writer, so speed does not matter there.
     """
     little = sys.byteorder == "little"
-    raw = page.tobytes()
+    raw = bytes(page)
     ts = struct.unpack_from("=Q", raw, 0)[0]
     pos = hdr
     end = hdr + upto
@@ -372,14 +374,18 @@ class LiveSource:
     thread or a signal handler), then turns tracing off and yields what is
     left, partial pages included.
 
-    ``mmap``: True to require the memory-mapped path, False to use read, None
-    (default) to use mmap where the kernel offers it.  ``batch_pages`` bounds
+    ``mmap``: False (default) reads with ``readv``; True requires the
+    memory-mapped path; None uses mmap where the kernel offers it.  Read is the
+    default because it measured faster (bench/live_read.py): the mmap ioctl
+    advances the kernel's reader event by event (about 5 us per 4 KiB page on
+    its own), while read swaps a whole page and readv returns many per call
+    (2-4 us per page in all).  ``batch_pages`` bounds
     one batch; ``flush_interval`` is how often (seconds) CPUs below
     ``buffer_percent`` are read anyway; ``buffer_percent`` (if given) is
     written to the instance.
     """
 
-    def __init__(self, instance: Instance, *, cpus: list[int] | None = None, mmap: bool | None = None,
+    def __init__(self, instance: Instance, *, cpus: list[int] | None = None, mmap: bool | None = False,
                  batch_pages: int = 64, flush_interval: float = 0.25, buffer_percent: int | None = None) -> None:
         self.instance = instance
         self.cpus = list(instance.cpus if cpus is None else cpus)

@@ -436,8 +436,12 @@ class Instance:
     def __enter__(self) -> "Instance":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        try:
+            self.close()
+        except CaptureError:
+            if exc_type is None:
+                raise  # else the error already on its way out is the one to report
 
     @property
     def closed(self) -> bool:

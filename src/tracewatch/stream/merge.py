@@ -2,8 +2,8 @@
 
 Each CPU's ring buffer is in time order on its own, but CPUs are read at
 different moments.  :class:`LiveMerger` walks every batch of pages as it
-arrives (one compiled pass, :func:`~tracewatch.formats.ring_page.walk_pages`),
-keeps the events pending per CPU, and releases, as one
+arrives, walks each CPU's new pages once per release (one compiled pass,
+:func:`~tracewatch.formats.ring_page.walk_pages`), keeps the events pending per CPU, and releases, as one
 :class:`~tracewatch.stream.chunk.EventChunk`, every pending event at or before
 the *watermark*: the earliest of the CPUs' latest timestamps, so no CPU can
 still deliver an earlier event.  A CPU that has delivered nothing for
@@ -43,6 +43,8 @@ class _CpuPending:
     last_ts: int | None = None
     idle_rounds: int = 0
     got_data: bool = False
+    #: page batches read since the last release, walked together at release time
+    unwalked: list = field(default_factory=list)
 
 
 class LiveMerger:
@@ -64,27 +66,45 @@ class LiveMerger:
         self._released_ts: int | None = None
 
     def add_pages(self, cpu: int, pages: np.ndarray | bytes | memoryview) -> None:
-        """Walk a batch of whole pages of ``cpu`` and keep its events pending."""
+        """Keep a batch of whole pages of ``cpu``; it is walked at the next release.
+
+        Readers may hand over one page at a time (the mmap reader does): walking
+        and appending per batch would cost more than the walk itself, so pages
+        are collected and walked once per release.
+        """
         arr = pages if isinstance(pages, np.ndarray) else np.frombuffer(pages, dtype=np.uint8)
+        p = self._pending.get(cpu)
+        if p is None:
+            p = self._pending[cpu] = _CpuPending()
+            self.lost_events.setdefault(cpu, 0)
+            self.cpus.append(cpu)
+        if len(arr):
+            p.unwalked.append(arr)
+
+    def _walk_unwalked(self, cpu: int, p: _CpuPending) -> None:
+        if not p.unwalked:
+            return
+        arr = p.unwalked[0] if len(p.unwalked) == 1 else np.concatenate(p.unwalked)
+        p.unwalked = []
         idx = walk_pages(arr, self.page_size, commit_size=self.commit_size, little=self.little)
         for d in idx.damage:
             self.damage.append((cpu, d.message))
-        p = self._pending.setdefault(cpu, _CpuPending())
-        if cpu not in self.lost_events:
-            self.lost_events[cpu] = 0
-            self.cpus.append(cpu)
         lost = idx.page_missed
         self.lost_events[cpu] += int(lost[lost > 0].sum())
         if len(idx) == 0:
             return
-        base = len(p.buf)
-        p.buf = arr if base == 0 else np.concatenate((p.buf, arr))
         ts = idx.ts.astype(np.int64)
-        p.ts = np.concatenate((p.ts, ts))
-        p.offset = np.concatenate((p.offset, idx.offset + base))
-        p.length = np.concatenate((p.length, idx.length))
-        p.type_id = np.concatenate((p.type_id, idx.type_id))
-        p.missed = np.concatenate((p.missed, idx.missed_before))
+        if len(p.ts) == 0:
+            p.buf, p.ts, p.offset, p.length = arr, ts, idx.offset, idx.length
+            p.type_id, p.missed = idx.type_id, idx.missed_before
+        else:
+            base = len(p.buf)
+            p.buf = np.concatenate((p.buf, arr))
+            p.ts = np.concatenate((p.ts, ts))
+            p.offset = np.concatenate((p.offset, idx.offset + base))
+            p.length = np.concatenate((p.length, idx.length))
+            p.type_id = np.concatenate((p.type_id, idx.type_id))
+            p.missed = np.concatenate((p.missed, idx.missed_before))
         p.last_ts = int(ts[-1])
         p.got_data = True
         self.events_in += len(idx)
@@ -101,6 +121,8 @@ class LiveMerger:
 
     def release(self, *, final: bool = False) -> EventChunk | None:
         """Release every pending event at or before the watermark (all of them when ``final``)."""
+        for cpu, p in self._pending.items():
+            self._walk_unwalked(cpu, p)
         for p in self._pending.values():
             p.idle_rounds = 0 if p.got_data else p.idle_rounds + 1
             p.got_data = False
@@ -143,6 +165,7 @@ class LiveMerger:
         p.type_id, p.missed = p.type_id[k:], p.missed[k:]
         if len(p.ts) == 0:
             p.buf = np.zeros(0, np.uint8)
+            p.offset = np.zeros(0, np.int64)
             return
         drop = int(p.offset[0]) // self.page_size * self.page_size
         if drop:
@@ -152,4 +175,5 @@ class LiveMerger:
 
     @property
     def pending_events(self) -> int:
+        """Events walked but not yet released (pages not yet walked are not counted)."""
         return sum(len(p.ts) for p in self._pending.values())
