@@ -10,12 +10,17 @@ fi
 if ! .venv/bin/python -c 'import tracewatch, numba, zstandard, pytest, hypothesis' 2>/dev/null; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 fi
-if ! command -v trace-cmd >/dev/null 2>&1; then
+# trace-cmd (the oracle tests compare against it) and linux-perf (perf's own scripts run in
+# the perf-compatibility tests, and bench/handlers.py compares with `perf script`)
+missing=""
+command -v trace-cmd >/dev/null 2>&1 || missing="$missing trace-cmd"
+[ -d /usr/lib/perf-core/scripts/python ] || missing="$missing linux-perf"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "bootstrap: installing trace-cmd (for the oracle tests)" >&2
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq trace-cmd) >/dev/null \
-            || echo "bootstrap: could not install trace-cmd; the live oracle tests will skip" >&2
+        echo "bootstrap: installing$missing" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null \
+            || echo "bootstrap: could not install$missing; the tests that need them will skip" >&2
     else
-        echo "bootstrap: trace-cmd not found and not root; the live oracle tests will skip" >&2
+        echo "bootstrap: not root: cannot install$missing; the tests that need them will skip" >&2
     fi
 fi

@@ -3,6 +3,7 @@
 The script API::
 
     from tracewatch import on, on_batch, every, at_start, at_end, on_lost, Map, hist, lhist
+    from tracewatch import probe, on_probe      # function probes (uprobes)
 
 and the reading API::
 
@@ -23,7 +24,7 @@ _LAZY = {
     "Map": "script.aggregations", "count": "script.aggregations", "avg": "script.aggregations",
     "stats": "script.aggregations",
     "on": "script.api", "on_batch": "script.api", "every": "script.api", "at_start": "script.api",
-    "at_end": "script.api", "on_lost": "script.api",
+    "at_end": "script.api", "on_lost": "script.api", "probe": "script.api", "on_probe": "script.api",
     "hist": "script.histogram", "lhist": "script.histogram",
     "Pairing": "script.pairing", "SyscallPairing": "script.pairing", "pair_arrays": "script.pairing",
     "FileSource": "sources.file", "open_trace": "sources.file",
@@ -51,7 +52,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     # scripting
-    "on", "on_batch", "every", "at_start", "at_end", "on_lost",
+    "on", "on_batch", "every", "at_start", "at_end", "on_lost", "probe", "on_probe",
     "Map", "count", "avg", "stats", "hist", "lhist",
     "Pairing", "SyscallPairing", "pair_arrays", "dump",
     # reading

@@ -1,4 +1,5 @@
-"""The decorators a tracewatch script uses: ``on``, ``on_batch``, ``every``, ``at_start``, ``at_end``, ``on_lost``.
+"""The decorators a tracewatch script uses: ``on``, ``on_batch``, ``every``, ``at_start``, ``at_end``, ``on_lost``,
+and ``probe`` / ``on_probe`` for function probes (uprobes).
 
 A script is a plain Python file::
 
@@ -14,6 +15,19 @@ A script is a plain Python file::
     def report():
         calls.print(top=10)
 
+Function probes are asked for in the script and named in ``probe:`` form::
+
+    from tracewatch import on, on_probe, probe
+
+    @on_probe("libc:malloc(size=arg1)")                # the probe and its handler
+    def malloc(ev):
+        sizes.add(ev.size)
+
+    enter, leave = probe("./prog:work", returns=True)  # "probe:work", "probe:work__return"
+
+    @on(leave)
+    def work_done(ev): ...
+
 Decorators record handlers in the :class:`ScriptHandlers` that is current while
 the script loads (the runner makes a fresh one per run); the functions are
 returned unchanged, so a script stays importable and testable on its own.
@@ -26,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = [
-    "on", "on_batch", "every", "at_start", "at_end", "on_lost",
+    "on", "on_batch", "every", "at_start", "at_end", "on_lost", "probe", "on_probe",
     "ScriptHandlers", "EventHandler", "Timer", "parse_duration", "current_handlers",
 ]
 
@@ -68,6 +82,23 @@ class ScriptHandlers:
     lost: list[Callable[[int, int], Any]] = field(default_factory=list)
     #: events named by the script that no handler function takes (perf scripts' extra events, -e)
     extra_events: list[str] = field(default_factory=list)
+    #: function probes asked for with probe(), @on_probe or -P (installed by a live run)
+    probes: list[Any] = field(default_factory=list)
+
+    def add_probe(self, spec: str, returns: bool = False) -> list[str]:
+        """Ask for the probe ``spec`` (and its return probe with ``returns``); its ``probe:`` event names."""
+        from .probes import ProbeRequest, probe_event_name, return_spec
+        from ..sources.uprobes import parse_probe_spec
+
+        parsed = parse_probe_spec(spec)
+        specs = [parsed, return_spec(parsed)] if returns else [parsed]
+        names = []
+        for s in specs:
+            req = ProbeRequest(s, probe_event_name(s))
+            if req not in self.probes:
+                self.probes.append(req)
+            names.append(req.name)
+        return names
 
     def event_patterns(self) -> list[str]:
         return [h.pattern for h in self.events] + list(self.extra_events)
@@ -81,13 +112,13 @@ class ScriptHandlers:
         required: list[str] = []
         optional: list[str] = []
         for h in self.events:
-            if h.pattern in ("*", "*:*"):
-                continue
+            if h.pattern in ("*", "*:*") or h.pattern.startswith("probe:"):
+                continue  # probe: patterns are bound to the probes' events when they are installed
             target = optional if h.optional else required
             if h.pattern not in target:
                 target.append(h.pattern)
         for p in self.extra_events:
-            if p not in required:
+            if p not in required and not p.startswith("probe:"):
                 required.append(p)
         return required, optional
 
@@ -204,3 +235,36 @@ def on_lost(func: Callable[[int, int], Any]) -> Callable:
     """Call ``func(cpu, count)`` where the ring buffer lost events (count -1: unknown number)."""
     _current.lost.append(func)
     return func
+
+
+def probe(spec: str, *, returns: bool = False) -> Any:
+    """Ask for a function probe; returns the name of its events for ``@on`` (``"probe:malloc"``).
+
+    ``spec`` is a ``-P`` spec: ``"libc:malloc(size=arg1:u64)"``,
+    ``"r:libc:malloc ret=$retval:x64"``, ``"./prog:work_*"`` (see
+    ``tracewatch run --help``).  With ``returns=True`` the function's return
+    probe is added too and a pair ``(entry, return)`` of names comes back, for
+    pairing calls into durations.  ``probe:`` stands for the run's probe group:
+    live, the probes are installed before tracing starts (libraries resolved
+    through ``-p PID``'s maps or the ``--`` command) and removed at the end;
+    with ``-i FILE``, the names match the recording's probe events.
+    """
+    names = _current.add_probe(spec, returns=returns)
+    return tuple(names) if returns else names[0]
+
+
+def on_probe(spec: str, where: str | None = None, *, batch: bool = False) -> Callable[[Callable], Callable]:
+    """``probe(spec)`` and ``@on`` (``@on_batch`` with ``batch=True``) its events, in one decorator.
+
+    ::
+
+        @on_probe("r:libc:malloc ret=$retval:x64", where="ret == 0")
+        def malloc_failed(ev): ...
+    """
+    name = probe(spec)
+
+    def register(func: Callable) -> Callable:
+        _current.events.append(EventHandler(name, func, where, batch=batch))
+        return func
+
+    return register

@@ -23,6 +23,8 @@ examples:
   tracewatch record -e raw_syscalls -o ls.dat -- ls -l  # ls's syscalls, from its start to its end
   tracewatch record -e 'sched:sched_switch' -p 1234 -o x.dat
                                                        # only pid 1234 (and its children)
+  tracewatch record -P 'libc:malloc(size=arg1)' -P 'r:libc:malloc' -o m.dat -- ./prog
+                                                       # function probes (uprobes) on ./prog's mallocs
   tracewatch record -e 'irq:*' -o irq.dat --file-version 7 --compression zstd
                                                        # a compressed version-7 file
   tracewatch report sched.dat                          # read it back (or trace-cmd report)
@@ -49,8 +51,9 @@ def _record(args: argparse.Namespace, command: list[str]) -> int:
     from ..formats.tracedat_writer import TraceDatWriter, TraceMeta
     from ..stream.filter import Filter
 
-    if not args.events:
-        raise CaptureError("nothing to record: name events with -e (e.g. -e 'sched:*'; 'tracewatch list' lists them)")
+    if not args.events and not args.probes:
+        raise CaptureError("nothing to record: name events with -e (e.g. -e 'sched:*'; 'tracewatch list' lists them) "
+                           "or function probes with -P")
     if args.compression != "none" and args.file_version != 7:
         raise CaptureError("--compression needs --file-version 7")
 
