@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", choices=("none", "zstd", "zlib"), default="none",
                    help="compress the data (version 7 only)")
     p.add_argument("--filter", metavar="EXPR", help="kernel filter for every recorded event (ftrace syntax)")
+    p.add_argument("--no-kallsyms", action="store_true",
+                   help="do not store /proc/kallsyms (~5 MB; needed only to print kernel addresses as symbols)")
     add_live_options(p)
     return p
 
@@ -69,7 +71,8 @@ def _record(args: argparse.Namespace, command: list[str]) -> int:
         pairs = [tuple(e.split(":", 1)) for e in session.enabled]
 
         def meta() -> TraceMeta:
-            return TraceMeta.from_tracefs(inst.path, pairs)
+            return TraceMeta.from_tracefs(inst.path, pairs,
+                                          kallsyms_path=None if args.no_kallsyms else "/proc/kallsyms")
 
         cpus = max(session.source.cpus) + 1
         try:
