@@ -20,8 +20,13 @@ TOOLS: dict[str, tuple[str, str]] = {
     "report": ("report", "print the events of a trace.dat file (like trace-cmd report)"),
     "run": ("run", "run a Python script over a trace.dat file or the live kernel"),
     "record": ("record", "record live events to a trace.dat file"),
+    "flight": ("flight", "hold the newest events in memory, dump them when a trigger fires"),
+    "status": ("status", "show a running flight recorder's status file"),
     "list": ("list_events", "list the kernel's trace events and their fields"),
     "cleanup": ("cleanup", "remove tracefs instances and probes left by killed runs"),
+    "funccount": ("funccount", "count calls of user functions (uprobes), like bcc's funccount"),
+    "funclatency": ("funclatency", "log2 histogram of user function latency, like bcc's funclatency"),
+    "calls": ("calls", "indented call tree of user functions per thread, with durations"),
 }
 
 

@@ -21,7 +21,7 @@ import sys
 from collections import deque
 from typing import Any
 
-from .dump import DumpRequest, DumpResult, DumpWriter, FlightRecorder, PendingDump, replay_pages
+from .dump import DumpRequest, DumpResult, DumpWriter, FlightRecorder, PendingDump, ReplaySource, replay_pages
 from .history import Sequence, SequenceMatch, SlowCall, Threshold, Window
 from .page_ring import PageRing, RingStats, parse_size
 
@@ -44,6 +44,7 @@ __all__ = [
     "SlowCall",
     "parse_size",
     "replay_pages",
+    "ReplaySource",
 ]
 
 _current: FlightRecorder | None = None
@@ -75,8 +76,9 @@ def dump(reason: str = "dump", before: str | int | float | None = None, after: s
     are durations (``"500ms"``, ``"2s"``, seconds); None takes the run's
     ``--keep``/``--post`` settings (``before`` None: everything held).  The
     trigger time is ``event.common_ts`` when an event is given (its report
-    line goes in the sidecar), else ``ts``, else the trace time the run has
-    reached.  Returns the pending dump, or None when the trigger was counted
+    line goes in the sidecar), else ``ts``, else the time of what the calling
+    handler is handling (its event, a timer's deadline, a batch handler's last
+    event), else the newest time the recorder holds.  Returns the pending dump, or None when the trigger was counted
     but not dumped (cooldown, disk nearly full, too many dumps collecting,
     or no recorder in this run).
     """
@@ -93,4 +95,9 @@ def dump(reason: str = "dump", before: str | int | float | None = None, after: s
                   "(use `tracewatch flight`, or --keep SIZE --out DIR); further requests are only counted",
                   file=sys.stderr)
         return None
+    if ts is None and event is None:
+        # the event the calling handler is handling (found without any per-event bookkeeping)
+        from ..stream.dispatch import current_trace_time
+
+        ts = current_trace_time()
     return rec.trigger(reason, ts, event=event, before=before, after=after)

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import secrets
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -40,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
-from ..formats.tracedat_writer import TraceDatWriter, TraceMeta
+from ..formats.tracedat_writer import PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out
 from .page_ring import PageRing, page_times, parse_size
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "dump_file_stem",
     "DEFAULT_MIN_FREE_BYTES",
     "replay_pages",
+    "ReplaySource",
 ]
 
 #: Dumps stop when the output file system would have less than this free.
@@ -83,8 +86,8 @@ def _version() -> str:
 
 
 def _default_log(message: str) -> None:
-    # one line per message on stderr: journald stores each as one entry
-    print(f"tracewatch: flight: {message}", file=sys.stderr, flush=True)
+    # one line per message on stderr, no time stamp: journald stores each as one entry with its own
+    print(f"tracewatch[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
 
 
 def slugify(reason: str, limit: int = 48) -> str:
@@ -171,6 +174,80 @@ def _rewrite_commit(arr: np.ndarray, page: int, page_size: int, data_start: int,
     arr[at : at + commit_size] = np.frombuffer((new_size | flags).to_bytes(commit_size, order), np.uint8)
 
 
+class _DumpFileWriter(TraceDatWriter):
+    """A :class:`TraceDatWriter` for dumps: pages kept by reference, the file visible before it is durable.
+
+    The pages of a dump are already private copies (the ring's snapshot, the
+    reader's fresh batches), so they are not spooled again: one pass writes
+    them to the temporary file.  The file is renamed as soon as it is
+    complete (every reader sees a whole file; :attr:`renamed_at` is the
+    trigger-to-file end point), then fsynced with its directory; the dump's
+    sidecar is written only after that, so a .json always describes a .dat
+    that survives a crash.
+    """
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._held_pages: dict[int, list[np.ndarray]] = {}
+        self.renamed_at: float | None = None
+
+    def add_pages(self, cpu: int, pages: Any) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: writer is closed")
+        if not 0 <= cpu < self.cpus:
+            raise ValueError(f"CPU {cpu} out of range (the writer has {self.cpus} CPUs)")
+        arr = np.ascontiguousarray(pages).reshape(-1).view(np.uint8)
+        if len(arr) % self.meta.page_size:
+            raise ValueError(f"{len(arr)} bytes are not a whole number of {self.meta.page_size}-byte pages")
+        if len(arr):
+            self._held_pages.setdefault(cpu, []).append(arr)
+            self._sizes[cpu] += len(arr)
+
+    def _copy_cpu(self, out, cpu: int) -> None:  # noqa: ANN001
+        for arr in self._held_pages.get(cpu, ()):
+            out.f.write(memoryview(arr))
+
+    def _cpu_chunks(self, cpu: int):
+        chunk = PAGES_PER_CHUNK * self.meta.page_size
+        for arr in self._held_pages.get(cpu, ()):
+            for at in range(0, len(arr), chunk):
+                yield arr[at : at + chunk].tobytes()
+
+    def _drop_spools(self) -> None:
+        self._held_pages.clear()
+        super()._drop_spools()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tmp_path, fd = self._create_temp()
+        try:
+            f = os.fdopen(fd, "wb")
+            try:
+                out = _Out(f, self.meta.little_endian)
+                if self.version == 6:
+                    self._write_v6(out)
+                else:
+                    self._write_v7(out)
+                f.flush()
+                os.replace(tmp_path, self.path)  # complete: visible now
+                self.renamed_at = time.monotonic()
+                os.fsync(f.fileno())  # durable: before the sidecar says it is there
+            finally:
+                f.close()
+        except BaseException:
+            if self.renamed_at is None:
+                try:
+                    os.unlink(tmp_path)
+                except OSError:
+                    pass
+            raise
+        finally:
+            self._drop_spools()
+        self._fsync_directory()
+
+
 @dataclass
 class DumpRequest:
     """A trigger: why, when (trace time, ns) and what the dump should cover."""
@@ -182,6 +259,10 @@ class DumpRequest:
     event: str | None = None  # the trigger event's report line, when there is one
     wall_time: float = field(default_factory=time.time)
     script: str | None = None
+    #: how far the pages read were ahead of the trigger (newest page ts - trigger ts) when it fired
+    lag_ns: int | None = None
+    #: time.monotonic() of the trigger call (or of the SIGUSR1), for the trigger-to-file delay
+    requested_at: float = field(default_factory=time.monotonic)
 
     @property
     def end_ts(self) -> int:
@@ -206,6 +287,8 @@ class DumpResult:
     first_ts: int | None
     last_ts: int | None
     write_seconds: float
+    #: from the trigger call to the rename of the .dat (includes the post window)
+    trigger_to_file_seconds: float = 0.0
 
 
 class PendingDump:
@@ -218,13 +301,17 @@ class PendingDump:
     done: later pages of it cannot be in the window.
     """
 
-    def __init__(self, owner: "DumpWriter", request: DumpRequest, path: str, writer: TraceDatWriter, *,
-                 page_size: int, commit_size: int, little: bool) -> None:
+    def __init__(self, owner: "DumpWriter", request: DumpRequest, path: str,
+                 writer: TraceDatWriter | Callable[[], TraceDatWriter], *, page_size: int, commit_size: int,
+                 little: bool, cpus: int | None = None) -> None:
         self.owner = owner
         self.request = request
         self.path = path
         self.end_ts = request.end_ts
-        self._writer = writer
+        # a callable makes the writer (and reads the metadata) on first use: in the
+        # recorder's writer thread when it has one, not in the handler that triggered
+        self._writer_or_factory = writer
+        self.cpus = writer.cpus if isinstance(writer, TraceDatWriter) else int(cpus or 1)
         self._page_size = page_size
         self._commit_size = commit_size
         self._little = little
@@ -239,9 +326,16 @@ class PendingDump:
         self.finished = False
         self.result: DumpResult | None = None
 
+    @property
+    def _writer(self) -> TraceDatWriter:
+        w = self._writer_or_factory
+        if not isinstance(w, TraceDatWriter):
+            w = self._writer_or_factory = w()
+        return w
+
     def feed(self, cpu: int, pages: np.ndarray, index=None) -> None:
         """Take a batch of whole pages of ``cpu`` read after the trigger (or the ring's snapshot)."""
-        if self.finished or cpu in self._done_cpus or cpu >= self._writer.cpus:
+        if self.finished or cpu in self._done_cpus or cpu >= self.cpus:
             return
         arr = pages.reshape(-1).view(np.uint8) if isinstance(pages, np.ndarray) else \
             np.frombuffer(pages, dtype=np.uint8)
@@ -314,14 +408,16 @@ class PendingDump:
         except BaseException:
             self.owner._failed(self)
             raise
-        self.result = self.owner._completed(self, time.monotonic() - started)
+        renamed = getattr(self._writer, "renamed_at", None) or time.monotonic()
+        self.result = self.owner._completed(self, time.monotonic() - started, renamed - self.request.requested_at)
         return self.result
 
     def abort(self) -> None:
         """Drop the dump: nothing is written."""
         self.finished = True
         self._held.clear()
-        self._writer.abort()
+        if isinstance(self._writer_or_factory, TraceDatWriter):
+            self._writer_or_factory.abort()
 
     @property
     def events(self) -> int:
@@ -367,6 +463,7 @@ class DumpWriter:
         self._last_admitted_ts: int | None = None
         self._disk_full = False
         self.last_result: DumpResult | None = None
+        self._reserved: set[str] = set()  # stems of lazy dumps not yet on disk
 
     # -- policy ------------------------------------------------------------------
 
@@ -375,10 +472,13 @@ class DumpWriter:
         st = os.statvfs(self.out_dir)
         return st.f_bavail * st.f_frsize
 
-    def admit(self, trigger_ts: int, estimated_bytes: int = 0) -> str | None:
-        """Count a trigger; None if it may be dumped, else why not (``"cooldown"``, ``"disk full"``)."""
+    def admit(self, trigger_ts: int, estimated_bytes: int = 0, *, force: bool = False) -> str | None:
+        """Count a trigger; None if it may be dumped, else why not (``"cooldown"``, ``"disk full"``).
+
+        ``force`` (an operator's SIGUSR1): no cooldown, but the free-space check still holds.
+        """
         self.triggers += 1
-        if (self.cooldown_ns and self._last_admitted_ts is not None
+        if (not force and self.cooldown_ns and self._last_admitted_ts is not None
                 and 0 <= trigger_ts - self._last_admitted_ts < self.cooldown_ns):
             self.suppressed_cooldown += 1
             self._suppressed_since_dump += 1
@@ -404,29 +504,47 @@ class DumpWriter:
     def _unique_stem(self, request: DumpRequest) -> str:
         stem = dump_file_stem(request.wall_time, request.reason)
         candidate, n = stem, 1
-        while (os.path.exists(os.path.join(self.out_dir, candidate + ".dat"))
+        while (candidate in self._reserved or os.path.exists(os.path.join(self.out_dir, candidate + ".dat"))
                or os.path.exists(os.path.join(self.out_dir, candidate + ".json"))):
             n += 1
             candidate = f"{stem}-{n}"
         return candidate
 
     def begin(self, request: DumpRequest, cpus: int, *, page_size: int, commit_size: int = 8,
-              little: bool = True) -> PendingDump:
-        """Start a dump (after :meth:`admit`): its file gets pages from :meth:`PendingDump.feed`."""
+              little: bool = True, lazy: bool = False) -> PendingDump:
+        """Start a dump (after :meth:`admit`): its file gets pages from :meth:`PendingDump.feed`.
+
+        ``lazy``: the metadata is read and the writer made when the first page
+        is spooled (in the recorder's writer thread), not now.
+        """
+        stem = self._unique_stem(request)
+        path = os.path.join(self.out_dir, stem + ".dat")
+        if lazy:
+            # reserve the name now (two dumps in the same millisecond), make the writer when first used
+            self._reserved.add(stem)
+
+            def make() -> TraceDatWriter:
+                meta = self._meta() if callable(self._meta) else self._meta
+                if meta.page_size != page_size:
+                    meta = TraceMeta(**{**asdict(meta), "page_size": page_size})
+                return _DumpFileWriter(path, meta, max(cpus, 1), version=self.version,
+                                       compression=self.compression)
+
+            return PendingDump(self, request, path, make, page_size=page_size, commit_size=commit_size,
+                               little=little, cpus=max(cpus, 1))
         meta = self._meta() if callable(self._meta) else self._meta
         if meta.page_size != page_size:
             meta = TraceMeta(**{**asdict(meta), "page_size": page_size})
-        stem = self._unique_stem(request)
-        path = os.path.join(self.out_dir, stem + ".dat")
-        writer = TraceDatWriter(path, meta, max(cpus, 1), version=self.version, compression=self.compression)
+        writer = _DumpFileWriter(path, meta, max(cpus, 1), version=self.version, compression=self.compression)
         return PendingDump(self, request, path, writer, page_size=page_size, commit_size=commit_size,
                            little=little)
 
     def _failed(self, pending: PendingDump) -> None:
         self.failed += 1
-        self.log(f"dump {os.path.basename(pending.path)} failed: {sys.exc_info()[1]}")
+        self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
+        self.log(f"dump failed: {pending.path}: {sys.exc_info()[1]}")
 
-    def _completed(self, pending: PendingDump, write_seconds: float) -> DumpResult:
+    def _completed(self, pending: PendingDump, write_seconds: float, trigger_to_file: float = 0.0) -> DumpResult:
         req = pending.request
         sidecar = pending.path[: -len(".dat")] + ".json"
         result = DumpResult(
@@ -434,7 +552,7 @@ class DumpWriter:
             events=pending.events, events_per_cpu=dict(sorted(pending.events_per_cpu.items())),
             bytes=os.path.getsize(pending.path), pages=pending.pages, events_lost=pending.events_lost,
             pages_with_unknown_loss=pending.pages_with_unknown_loss, first_ts=pending.first_ts,
-            last_ts=pending.last_ts, write_seconds=write_seconds)
+            last_ts=pending.last_ts, write_seconds=write_seconds, trigger_to_file_seconds=trigger_to_file)
         doc = {
             "file": os.path.basename(pending.path),
             "reason": req.reason,
@@ -442,6 +560,7 @@ class DumpWriter:
                 "ts_ns": req.trigger_ts,
                 "time": _iso(req.wall_time),
                 "event": req.event,
+                "lag_ns": req.lag_ns,
             },
             "script": req.script,
             "events": result.events,
@@ -453,17 +572,19 @@ class DumpWriter:
             "first_ts_ns": result.first_ts,
             "last_ts_ns": result.last_ts,
             "window": {"before_ns": req.before_ns, "after_ns": req.after_ns, "end_ts_ns": req.end_ts},
+            "write_ms": round(write_seconds * 1000, 1),
+            "trigger_to_file_ms": round(trigger_to_file * 1000, 1),
             "triggers_suppressed_before": self._suppressed_since_dump,
             "settings": {**self.settings, "cooldown_ns": self.cooldown_ns, "max_dumps": self.max_dumps},
             "tracewatch_version": _version(),
             "written": _iso(time.time()),
         }
         _write_atomic(sidecar, (json.dumps(doc, indent=2) + "\n").encode())
+        self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
         self._suppressed_since_dump = 0
         self.dumps_written += 1
         self.last_result = result
-        self.log(f"dump {doc['file']}: {result.events} events, {result.bytes >> 10} KiB, "
-                 f"reason {req.reason!r}")
+        self.log(f"dump written: {pending.path} ({result.events} events, {result.bytes} bytes, {req.reason})")
         self._rotate()
         return result
 
@@ -528,7 +649,16 @@ class FlightRecorder:
     before a trigger (None: everything held); ``after``: default post window;
     ``cpus``: the traced machine's CPU count (default: highest CPU seen + 1);
     ``max_pending``: dumps collecting at once (more triggers are counted as
-    busy); the rest go to :class:`DumpWriter`.
+    busy); ``background``: spool and write dumps in a writer thread, so a
+    trigger costs the handler only the copy of the ring (the metadata, the
+    file writes and the fsync happen beside it); ``late``: a trigger whose
+    event is older than the newest page read by more than this is counted as
+    late (the handlers are behind the reader); ``headroom``: the ring holds
+    ``keep * (1 + headroom)`` so that ``keep`` bytes before a late trigger
+    are still there; the rest go to :class:`DumpWriter`.
+
+    Every method may be called from any thread (SIGUSR1 dumps and the status
+    file are served outside the dispatch loop): one lock guards the ring.
     """
 
     def __init__(self, keep: int | str, out_dir: str | os.PathLike[str],
@@ -537,9 +667,13 @@ class FlightRecorder:
                  after: str | int | float | None = 0, max_dumps: int | None = None,
                  cooldown: str | int | float | None = None, min_free_bytes: int | str = DEFAULT_MIN_FREE_BYTES,
                  settle: str | int | float | None = None, script: str | None = None, version: int = 6,
-                 compression: str | None = None, max_pending: int = 4,
+                 compression: str | None = None, max_pending: int = 4, background: bool = False,
+                 late: str | int | float = "1s", headroom: float = 0.0,
                  log: Callable[[str], None] | None = None) -> None:
-        self.ring = PageRing(keep, page_size, commit_size=commit_size, little=little)
+        # headroom: extra ring beyond keep for the pages read while the handlers catch up to a
+        # trigger, so a dump still holds `keep` bytes before a trigger that was seen late
+        self.ring = PageRing(int(parse_size(keep) * (1 + headroom)), page_size, commit_size=commit_size,
+                             little=little)
         self.page_size = page_size
         self.commit_size = commit_size
         self.little = little
@@ -552,7 +686,7 @@ class FlightRecorder:
         self.writer = DumpWriter(
             out_dir, meta, max_dumps=max_dumps, min_free_bytes=min_free_bytes, cooldown=cooldown,
             version=version, compression=compression, log=log,
-            settings={"keep_bytes": self.ring.keep_bytes, "before_ns": self.before_ns, "after_ns": self.after_ns,
+            settings={"keep_bytes": parse_size(keep), "ring_bytes": self.ring.keep_bytes, "before_ns": self.before_ns, "after_ns": self.after_ns,
                       "page_size": page_size})
         self.pending: list[PendingDump] = []
         self.results: list[DumpResult] = []
@@ -560,6 +694,14 @@ class FlightRecorder:
         self.now_ts: int | None = None  # trace time the dispatcher has reached (note_time)
         self._max_cpu = -1
         self._newest: dict[int, int] = {}  # CPU -> newest event time it delivered
+        self.lock = threading.RLock()
+        self.events_added = 0  # events in every page added (what the kernel delivered)
+        self.late_ns = _duration_ns(late) or 0
+        self.late_triggers = 0
+        self.last_trigger_lag_ns: int | None = None
+        self.max_trigger_lag_ns = 0
+        self._unreported: list[DumpResult] = []  # written by the writer thread, not yet returned
+        self._worker: _WriterThread | None = _WriterThread(self.writer.log) if background else None
 
     @classmethod
     def for_reader(cls, reader, keep: int | str, out_dir: str | os.PathLike[str], **kw: Any) -> "FlightRecorder":
@@ -577,16 +719,23 @@ class FlightRecorder:
         if index is None and len(arr) >= self.page_size:
             index = walk_pages(arr[: len(arr) // self.page_size * self.page_size], self.page_size,
                                commit_size=self.commit_size, little=self.little)
-        self._max_cpu = max(self._max_cpu, cpu)
-        if index is not None and len(index.page_ts):
-            # per CPU, not from the ring: a quiet CPU's pages may all be evicted, yet it still
-            # has to show it is past a post window before a dump may complete
-            _, last, _ = page_times(index)
-            self._newest[cpu] = max(self._newest.get(cpu, last[-1]), int(last.max()))
-        self.ring.add(cpu, arr, index)
-        for p in self.pending:
-            p.feed(cpu, arr, index)
-        return self.poll() if self.pending else []
+        with self.lock:
+            self._max_cpu = max(self._max_cpu, cpu)
+            if index is not None and len(index.page_ts):
+                # per CPU, not from the ring: a quiet CPU's pages may all be evicted, yet it still
+                # has to show it is past a post window before a dump may complete
+                _, last, _ = page_times(index)
+                self._newest[cpu] = max(self._newest.get(cpu, last[-1]), int(last.max()))
+                self.events_added += len(index.ts)
+            self.ring.add(cpu, arr, index)
+            if not self.pending:
+                return []
+            for p in self.pending:
+                if self._worker is not None:
+                    self._worker.submit(p.feed, cpu, arr, index)
+                else:
+                    p.feed(cpu, arr, index)
+            return self.poll()
 
     def note_time(self, ts: int) -> None:
         """The trace time handlers have reached: the trigger time of ``dump()`` called without an event."""
@@ -595,47 +744,69 @@ class FlightRecorder:
     # -- triggers ------------------------------------------------------------------
 
     def trigger(self, reason: str, ts: int | None = None, *, event: Any = None,
-                before: str | int | float | None = None, after: str | int | float | None = None
-                ) -> PendingDump | None:
+                before: str | int | float | None = None, after: str | int | float | None = None,
+                force: bool = False) -> PendingDump | None:
         """Start a dump of the ring around trace time ``ts``; None when it is counted, not dumped.
 
         ``ts`` defaults to ``event.common_ts``, then the time given to
         :meth:`note_time`, then the newest time in the ring.  ``before`` and
         ``after`` default to the recorder's settings.
         """
+        requested_at = time.monotonic()
         if ts is None and event is not None:
             ts = getattr(event, "common_ts", None)
-        if ts is None:
-            ts = self.now_ts if self.now_ts is not None else self.ring.newest_ts
-        if ts is None:
-            ts = 0  # an empty ring: the dump holds what arrives in the post window
         before_ns = _duration_ns(before, self.before_ns)
         after_ns = _duration_ns(after, self.after_ns) or 0
-        if len([p for p in self.pending if not p.finished]) >= self.max_pending:
-            self.busy += 1
-            self.writer.triggers += 1
-            return None
-        refused = self.writer.admit(int(ts), self.ring.bytes)
-        if refused is not None:
-            return None
-        request = DumpRequest(reason=reason, trigger_ts=int(ts), before_ns=before_ns, after_ns=after_ns,
-                              event=_event_text(event), script=self.script)
-        pending = self.writer.begin(request, self._cpu_count(), page_size=self.page_size,
-                                    commit_size=self.commit_size, little=self.little)
-        since = None if before_ns is None else int(ts) - before_ns
-        for cpu, arrays in self.ring.snapshot(since_ts=since).items():
-            for arr in arrays:
-                pending.feed(cpu, arr)
-        self.pending.append(pending)
-        self.poll()
-        return pending
+        with self.lock:
+            newest = self.ring.newest_ts
+            if ts is None:
+                ts = self.now_ts if self.now_ts is not None else newest
+            if ts is None:
+                ts = 0  # an empty ring: the dump holds what arrives in the post window
+            lag = None if newest is None else max(0, newest - int(ts))
+            if lag is not None:
+                self.last_trigger_lag_ns = lag
+                self.max_trigger_lag_ns = max(self.max_trigger_lag_ns, lag)
+                if self.late_ns and lag > self.late_ns:
+                    self.late_triggers += 1
+            if len([p for p in self.pending if not p.finished]) >= self.max_pending:
+                self.busy += 1
+                self.writer.triggers += 1
+                return None
+            refused = self.writer.admit(int(ts), self.ring.bytes, force=force)
+            if refused is not None:
+                return None
+            request = DumpRequest(reason=reason, trigger_ts=int(ts), before_ns=before_ns, after_ns=after_ns,
+                                  event=_event_text(event), script=self.script, lag_ns=lag,
+                                  requested_at=requested_at)
+            pending = self.writer.begin(request, self._cpu_count(), page_size=self.page_size,
+                                        commit_size=self.commit_size, little=self.little,
+                                        lazy=self._worker is not None)
+            since = None if before_ns is None else int(ts) - before_ns
+            # the copy of the ring is made here, under the lock; spooling it may happen in the writer thread
+            for cpu, arrays in self.ring.snapshot(since_ts=since).items():
+                for arr in arrays:
+                    if self._worker is not None:
+                        self._worker.submit(pending.feed, cpu, arr)
+                    else:
+                        pending.feed(cpu, arr)
+            self.pending.append(pending)
+            self.poll()
+            return pending
 
-    def dump_now(self, reason: str = "requested") -> PendingDump | None:
-        """A dump of everything held, ending at the newest event, written now (SIGUSR1)."""
-        pending = self.trigger(reason, self.ring.newest_ts, before=None, after=0)
-        if pending is not None and pending in self.pending:
-            self._finish([pending])  # nothing can come after the newest event held: don't wait
-        return pending
+    def dump_now(self, reason: str = "requested", requested_at: float | None = None) -> PendingDump | None:
+        """A dump of everything held, ending at the newest event, written now (SIGUSR1; no cooldown).
+
+        ``requested_at``: ``time.monotonic()`` of the request (a signal's arrival),
+        so the sidecar's trigger-to-file delay counts from there.
+        """
+        with self.lock:
+            pending = self.trigger(reason, self.ring.newest_ts, before=None, after=0, force=True)
+            if pending is not None and requested_at is not None:
+                pending.request.requested_at = requested_at
+            if pending is not None and pending in self.pending:
+                self._finish([pending])  # nothing can come after the newest event held: don't wait
+            return pending
 
     def _cpu_count(self) -> int:
         return self.cpus if self.cpus is not None else max(self._max_cpu + 1, 1)
@@ -644,19 +815,44 @@ class FlightRecorder:
 
     def poll(self) -> list[DumpResult]:
         """Write every pending dump whose post window trace time has passed."""
-        if not self.pending:
-            return []
-        done = [p for p in self.pending if p.is_due(self._newest, self.settle_ns)]
-        return self._finish(done)
+        with self.lock:
+            if not self.pending:
+                return []
+            done = [p for p in self.pending if p.is_due(self._newest, self.settle_ns)]
+            return self._finish(done)
 
     def close(self) -> list[DumpResult]:
-        """Write every pending dump with what it has (end of input, SIGTERM)."""
-        return self._finish(list(self.pending))
+        """Write every pending dump with what it has (end of input, SIGTERM); wait for the writer thread.
+
+        Returns the dumps written now (with a writer thread: every dump it
+        completed since the last call of :meth:`completed`).
+        """
+        with self.lock:
+            out = self._finish(list(self.pending))
+        if self._worker is not None:
+            self._worker.close()
+            return self.completed()
+        return out
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the writer thread has written every dump handed to it (True), or ``timeout``."""
+        return True if self._worker is None else self._worker.wait_idle(timeout)
+
+    def completed(self) -> list[DumpResult]:
+        """Dumps the writer thread wrote since the last call (empty without a writer thread)."""
+        if self._worker is None:
+            return []
+        with self.lock:
+            out, self._unreported = self._unreported, []
+        return out
 
     def _finish(self, done: list[PendingDump]) -> list[DumpResult]:
         out = []
         for p in done:
             self.pending.remove(p)
+            if self._worker is not None:
+                self._worker.submit(self._finish_in_thread, p)
+                continue
             try:
                 out.append(p.finish())
             except OSError:
@@ -665,12 +861,75 @@ class FlightRecorder:
         del self.results[:-100]  # a status needs the recent ones only: bounded for weeks-long runs
         return out
 
+    def _finish_in_thread(self, p: PendingDump) -> None:
+        try:
+            result = p.finish()
+        except OSError:
+            return  # logged by the writer
+        with self.lock:
+            self.results.append(result)
+            del self.results[:-100]
+            self._unreported.append(result)
+            del self._unreported[:-100]
+
     def stats(self) -> dict[str, Any]:
         """Ring and dump counters, for a status file."""
-        rs = self.ring.stats()
-        return {"keep_bytes": rs.keep_bytes, "bytes": rs.bytes, "pages": rs.pages, "events": rs.events,
-                "span_ns": rs.span_ns, "oldest_ts": rs.oldest_ts, "newest_ts": rs.newest_ts,
-                "pending": len(self.pending), "busy": self.busy, **self.writer.counters()}
+        with self.lock:
+            rs = self.ring.stats()
+            return {"keep_bytes": rs.keep_bytes, "bytes": rs.bytes, "pages": rs.pages, "events": rs.events,
+                    "span_ns": rs.span_ns, "oldest_ts": rs.oldest_ts, "newest_ts": rs.newest_ts,
+                    "events_added": self.events_added, "pending": len(self.pending), "busy": self.busy,
+                    "writing": 0 if self._worker is None else self._worker.backlog,
+                    "late_triggers": self.late_triggers, "last_trigger_lag_ns": self.last_trigger_lag_ns,
+                    "max_trigger_lag_ns": self.max_trigger_lag_ns, **self.writer.counters()}
+
+
+class _WriterThread:
+    """One thread that runs the recorder's dump work in order: spooling pages, writing files.
+
+    Work items are (function, args); an exception is logged and the next item
+    runs (a failed dump must not stop the recorder).  Items of one dump keep
+    their order, so its pages reach the file as they were read.
+    """
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._q: queue.Queue = queue.Queue()
+        self._log = log
+        self._idle = threading.Condition()
+        self.backlog = 0
+        self._thread = threading.Thread(target=self._run, name="tracewatch-dump-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> None:
+        with self._idle:
+            self.backlog += 1
+        self._q.put((func, args))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            func, args = item
+            try:
+                func(*args)
+            except Exception as e:  # noqa: BLE001 - log and go on with the next dump
+                self._log(f"dump writer: {type(e).__name__}: {e}")
+            finally:
+                del item, func, args  # drop page arrays now, not at the next item
+                with self._idle:
+                    self.backlog -= 1
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self.backlog == 0, timeout)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.wait_idle()
+            self._q.put(None)
+            self._thread.join()
 
 
 def _event_text(event: Any) -> str | None:
@@ -706,3 +965,36 @@ def replay_pages(reader, recorder: FlightRecorder, until_ts: int, progress: dict
             recorder.add_pages(cpu, data[start * ps : stop * ps])
             progress[cpu] = stop
 
+
+
+class ReplaySource:
+    """A file source whose pages reach a recorder before its events reach the handlers.
+
+    For ``tracewatch run -i FILE --keep SIZE --out DIR``: wraps an open
+    :class:`~tracewatch.sources.file.FileSource`; before each chunk is
+    dispatched, :func:`replay_pages` adds the pages up to its last event, as
+    a live reader would have read them.  Chunks are cut to ``chunk_events``
+    so the ring is never far ahead of the handlers (a dump then holds at
+    least ``--keep`` bytes before its trigger, as a live one does).
+    """
+
+    def __init__(self, source, recorder: FlightRecorder, *, chunk_events: int = 4096) -> None:
+        self.source = source
+        self.recorder = recorder
+        self.chunk_events = chunk_events
+        self.formats = source.formats
+        self.context = source.context
+
+    def chunks(self):
+        reader = self.source.reader
+        progress: dict[int, int] = {}
+        for chunk in self.source.chunks():
+            for start in range(0, len(chunk), self.chunk_events):
+                part = chunk.slice(start, start + self.chunk_events)
+                if len(part):
+                    replay_pages(reader, self.recorder, int(part.ts[-1]), progress)
+                yield part
+        replay_pages(reader, self.recorder, 1 << 62, progress)
+
+    def lost_events(self) -> dict[int, int]:
+        return self.source.lost_events()

@@ -81,14 +81,24 @@ class ScriptRunner:
         """The events the script's handlers name (for enabling them in a live run)."""
         return self.handlers.event_patterns()
 
-    def run(self, source: Any) -> Dispatcher:
-        """Feed every chunk of ``source`` to the handlers; end hooks always run."""
+    def run(self, source: Any, recorder: Any = None) -> Dispatcher:
+        """Feed every chunk of ``source`` to the handlers; end hooks always run.
+
+        ``recorder``: a :class:`~tracewatch.recorder.FlightRecorder` that the
+        script's ``dump()`` reaches during the run; it is closed (pending dumps
+        written) after the end hooks, on every way out.
+        """
         h = self.handlers
         if self.perf is not None:
             self.perf.bind(source.context)
         d = Dispatcher(h.events, h.timers, h.lost, on_error=self.on_error)
         self.dispatcher = d
         d.prepare(source.formats.values())
+        previous_recorder = None
+        if recorder is not None:
+            from ..recorder import set_current_recorder
+
+            previous_recorder = set_current_recorder(recorder)
         started = False
         try:
             for f in h.start:
@@ -97,13 +107,22 @@ class ScriptRunner:
             for chunk in source.chunks():
                 d.feed(chunk)
         finally:
-            if started:
-                saved = sys.exc_info()[1]
-                for f in h.end:
+            try:
+                if started:
+                    saved = sys.exc_info()[1]
+                    for f in h.end:
+                        try:
+                            d.call_hook(f)
+                        except Exception:  # noqa: BLE001
+                            if saved is None:
+                                raise
+                sys.stdout.flush()
+            finally:
+                if recorder is not None:
+                    from ..recorder import set_current_recorder
+
                     try:
-                        d.call_hook(f)
-                    except Exception:  # noqa: BLE001
-                        if saved is None:
-                            raise
-            sys.stdout.flush()
+                        recorder.close()
+                    finally:
+                        set_current_recorder(previous_recorder)
         return d

@@ -29,7 +29,7 @@ from ..formats.event_format import EventFormat
 from .chunk import EventChunk
 from .filter import Filter
 
-__all__ = ["Dispatcher", "HandlerError", "pattern_matches"]
+__all__ = ["Dispatcher", "HandlerError", "pattern_matches", "current_trace_time"]
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -86,6 +86,8 @@ class Dispatcher:
         self._routes: dict[int, _Route | None] = {}
         self._next_fire: list[int | None] = [None] * len(self.timers)
         self.last_ts: int | None = None
+        #: trace time of the last event of the chunk being dispatched (set once per chunk)
+        self.chunk_end_ts: int | None = None
 
     # -- routing ---------------------------------------------------------------
     def route(self, fmt: EventFormat) -> _Route | None:
@@ -117,6 +119,7 @@ class Dispatcher:
         if n == 0:
             return
         self.events_seen += n
+        self.chunk_end_ts = int(chunk.ts[-1])
         for cpu, count, _ts in chunk.losses():
             self.lost_events[cpu] = self.lost_events.get(cpu, 0) + max(count, 0)
             for f in self.lost_handlers:
@@ -193,18 +196,21 @@ class Dispatcher:
             return
         # several handlers or types: interleave in time order (stable: registration order on ties)
         positions = np.concatenate([p for p, _, _ in pending])
-        order = np.argsort(positions, kind="stable").tolist()
+        order_arr = np.argsort(positions, kind="stable")
+        order = order_arr.tolist()
         all_events: list[Any] = []
-        all_funcs: list[Callable] = []
-        for _p, evs, func in pending:
+        for _p, evs, _func in pending:
             all_events.extend(evs)
-            all_funcs.extend([func] * len(evs))
         if len(order) > 1:
-            pick = itemgetter(*order)
-            all_events = list(pick(all_events))
-            all_funcs = list(pick(all_funcs))
+            all_events = list(itemgetter(*order)(all_events))
+        funcs = [func for _p, _e, func in pending]
+        hid = np.repeat(np.arange(len(pending)), [len(e) for _p, e, _f in pending])[order_arr]
+        cuts = np.flatnonzero(np.diff(hid)) + 1
+        starts = np.concatenate(([0], cuts)).tolist()
+        ends = np.concatenate((cuts, [len(hid)])).tolist()
+        runs = [(s, e, funcs[h]) for s, e, h in zip(starts, ends, hid[starts].tolist())]
         self.events_dispatched += len(all_events)
-        self._run_many(all_funcs, all_events)
+        self._run_many(runs, all_events)
 
     # -- calling user code -----------------------------------------------------
     def _run_one(self, func: Callable, events: list[Any]) -> None:
@@ -221,20 +227,44 @@ class Dispatcher:
                 self._handler_failed(func, ev, e)
                 start = _index_from(events, ev, start) + 1
 
-    def _run_many(self, funcs: list[Callable], events: list[Any]) -> None:
-        start = 0
+    def _run_many(self, runs: list[tuple[int, int, Callable]], events: list[Any]) -> None:
+        """Call each run's handler on its stretch of ``events`` (time order across handlers).
+
+        Runs of one handler are looped over without a per-event handler lookup;
+        when handlers alternate at almost every event, runs are short and this
+        is a plain zip of handlers and events.
+        """
+        if len(runs) * 4 > len(events):
+            funcs: list[Callable] = []
+            for s, e, f in runs:
+                funcs.extend([f] * (e - s))
+            runs_by_event = funcs
+        else:
+            runs_by_event = None
+        start = base = 0
         while True:
             ev = f = None
             try:
-                for f, ev in zip(funcs[start:] if start else funcs, events[start:] if start else events):
-                    f(ev)
+                if runs_by_event is not None:
+                    base = start
+                    for f, ev in zip(runs_by_event[start:], events[start:]):
+                        f(ev)
+                else:
+                    for s, e, f in runs:
+                        if e <= start:
+                            continue
+                        base = max(s, start)
+                        for ev in events[base:e]:
+                            f(ev)
                 return
             except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
-            except Exception as e:  # noqa: BLE001
-                self._handler_failed(f, ev, e)
-                i = start
-                while i < len(events) and not (events[i] is ev and funcs[i] is f):
+            except Exception as exc:  # noqa: BLE001
+                self._handler_failed(f, ev, exc)
+                # the same Event may stand twice (two handlers): match the handler too
+                i = base
+                while i < len(events) and not (events[i] is ev and (runs_by_event is None
+                                                                   or runs_by_event[i] is f)):
                     i += 1
                 start = i + 1
 
@@ -279,6 +309,55 @@ class Dispatcher:
                 print(f"  event: {str(ev).strip()}", file=out)
             except Exception:  # noqa: BLE001 - never fail while reporting a failure
                 print(f"  event: {ev!r}", file=out)
+
+
+def current_trace_time(max_depth: int = 64) -> int | None:
+    """The trace time of what the calling handler is handling, or None outside dispatch.
+
+    For ``dump()`` called without an event: it walks up the caller's frames to
+    the dispatcher's loop and reads the event being handled there (a per-event
+    handler's event, a timer's deadline, a batch handler's last event, else
+    the end of the chunk).  Nothing is recorded per event, so the dispatch
+    loop pays nothing for it; the walk costs a few microseconds per call.
+    """
+    codes = _frame_codes()
+    f = sys._getframe(1)
+    depth = 0
+    while f is not None and depth < max_depth:
+        kind = codes.get(f.f_code)
+        if kind is not None:
+            loc = f.f_locals
+            if kind == "event":
+                ev = loc.get("ev")
+                ts = getattr(ev, "common_ts", None)
+                if ts is not None:
+                    return int(ts)
+            elif kind == "timer":
+                now = loc.get("now")
+                if now is not None:
+                    return int(now)
+            elif kind == "batch":
+                b = loc.get("b")
+                ts = getattr(b, "common_ts", None) if b is not None else None
+                if ts is not None and len(ts):
+                    return int(ts[-1])
+            me = loc.get("self")
+            if isinstance(me, Dispatcher):
+                return me.chunk_end_ts
+        f = f.f_back
+        depth += 1
+    return None
+
+
+_CODES: dict[Any, str] = {}
+
+
+def _frame_codes() -> dict[Any, str]:
+    if not _CODES:
+        _CODES.update({Dispatcher._run_one.__code__: "event", Dispatcher._run_many.__code__: "event",
+                       Dispatcher._fire_timers.__code__: "timer", Dispatcher._dispatch.__code__: "batch",
+                       Dispatcher.feed.__code__: "chunk", Dispatcher.call_hook.__code__: "chunk"})
+    return _CODES
 
 
 def user_frame(exc: BaseException) -> str | None:

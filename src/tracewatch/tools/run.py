@@ -29,6 +29,11 @@ examples:
   tracewatch run top.py -e 'sched:*' --filter 'common_pid != 0'
                                                     # enable more events; filter all of them
   tracewatch run syscall-counts.py -i trace.dat     # a perf script -s script, unmodified
+  tracewatch run allocs.py -P 'libc:malloc(size=arg1)' -p 1234
+                                                    # add a uprobe; handlers name it "probe:malloc"
+  tracewatch run stalls.py --keep 64M --out fr      # live; the script's dump() writes fr/*.dat
+  tracewatch run stalls.py -i big.dat --keep 8M --out fr
+                                                    # the same triggers replayed over a file
 """
 
 
@@ -43,7 +48,12 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--buffer-size", type=int, metavar="KB", help="per-CPU ring buffer size in KB")
     g.add_argument("--clock", metavar="CLOCK", help="trace clock (local, global, mono, ...)")
     g.add_argument("--subbuf-size", type=int, metavar="KB", help="ring-buffer sub-buffer (page) size in KB")
-    g.add_argument("--no-mmap", action="store_true", help="read pages with read() instead of mmap")
+    g.add_argument("--mmap", action="store_true",
+                   help="take pages through the mmapped ring buffer (Linux 6.10+) instead of read(); "
+                        "read() measured faster on this kind of machine")
+    g.add_argument("-P", "--probe", dest="probes", action="append", default=[], metavar="SPEC",
+                   help="add a function probe (uprobe), e.g. 'libc:malloc(size=arg1)', "
+                        "'r:libc:malloc ret=$retval:x64', './prog:work_*'; its events are probe:NAME; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--arg", dest="script_args", action="append", default=[], metavar="ARG",
                    help="an argument for the script (repeatable); with -i, the words after -- too")
     add_live_options(p)
+    from .flight import add_recorder_options
+
+    add_recorder_options(p, required=False)
     return p
 
 
@@ -87,14 +100,27 @@ def parse_pids(values: list[str]) -> list[int]:
 
 
 def open_live_session(args: argparse.Namespace, events: list[str], *, optional_events: Sequence[str] = (),
-                      kernel_filter: Any = None, command: list[str] | None = None, setup: Any = None):
-    """A LiveSession from the shared live options."""
+                      kernel_filter: Any = None, command: list[str] | None = None, setup: Any = None,
+                      handlers: Any = None):
+    """A LiveSession from the shared live options.
+
+    ``-P`` specs and the probes ``handlers`` (a script's) asked for are installed
+    before events are enabled, and its ``probe:`` handlers bound to them.
+    """
     from ..sources.session import LiveSession
+
+    if getattr(args, "probes", None) or (handlers is not None and (handlers.probes or any(
+            h.pattern.startswith("probe:") for h in handlers.events))):
+        from ..script.probes import probe_setup
+
+        pids = parse_pids(args.pids)
+        setup = probe_setup(list(getattr(args, "probes", None) or []), handlers, pid=pids[0] if pids else None,
+                            command=command, then=setup)
 
     return LiveSession(events, optional_events=optional_events, kernel_filter=kernel_filter,
                        pids=parse_pids(args.pids), command=command or None, duration=args.duration,
                        buffer_kb=args.buffer_size, clock=args.clock, subbuf_kb=args.subbuf_size,
-                       mmap=False if args.no_mmap else None, setup=setup)
+                       mmap=True if args.mmap else False, setup=setup)
 
 
 def _apply_global_filter(handlers: Any, expr: str | None) -> None:
@@ -104,9 +130,23 @@ def _apply_global_filter(handlers: Any, expr: str | None) -> None:
         h.where = f"({h.where}) && ({expr})" if h.where else expr
 
 
+def _bind_file_probes(args: argparse.Namespace, handlers: Any, source: Any) -> None:
+    """``-i``: the script's ``probe:`` handlers take the recording's probe events of those names."""
+    from ..script.probes import bind_file_probes
+    from ..sources.uprobes import parse_probe_spec
+
+    for spec in args.probes:  # nothing to install in a recording: -P only has to make sense
+        parse_probe_spec(spec)
+    bind_file_probes(handlers, source.formats.values(), args.input)
+
+
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from ..script.runner import ScriptRunner
 
+    if bool(args.keep) != bool(args.out):
+        raise CaptureError("--keep and --out go together (--keep 64M --out DIR)")
+    if args.keep:
+        return _run_recorded(args, rest)
     if args.input:
         from ..sources.file import FileSource
 
@@ -114,6 +154,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         _apply_global_filter(runner.handlers, args.filter)
         source = FileSource(args.input, keep_going=args.keep_going)
         try:
+            _bind_file_probes(args, runner.handlers, source)
             d = runner.run(source)
         finally:
             source.close()
@@ -122,7 +163,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         _apply_global_filter(runner.handlers, args.filter)
         required, optional = runner.handlers.live_events()
         session = open_live_session(args, required + list(args.events), optional_events=optional,
-                                    kernel_filter=runner.handlers.kernel_filter, command=rest)
+                                    kernel_filter=runner.handlers.kernel_filter, command=rest,
+                                    handlers=runner.handlers)
         try:
             for note in session.filter_notes:
                 print(f"tracewatch: note: {note}", file=sys.stderr)
@@ -132,6 +174,55 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
             stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
             print(f"Tracing {what}{until}... {stop}.", file=sys.stderr)
             d = runner.run(session)
+            print(session.summary(), file=sys.stderr)
+        finally:
+            session.close()
+        if rest and session.command_status:
+            print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
+    if d.errors:
+        print(f"tracewatch: {d.errors} handler error(s) skipped", file=sys.stderr)
+    return 0
+
+
+def _run_recorded(args: argparse.Namespace, rest: list[str]) -> int:
+    """``--keep SIZE --out DIR``: the script's ``dump()`` writes flight-recorder dumps."""
+    from ..recorder import FlightRecorder, ReplaySource
+    from ..script.runner import ScriptRunner
+    from .flight import recorder_kwargs
+
+    kw = recorder_kwargs(args)
+    if args.input:
+        from ..sources.file import FileSource
+
+        runner = ScriptRunner(args.script, list(args.script_args) + rest, on_error=args.on_error)
+        _apply_global_filter(runner.handlers, args.filter)
+        source = FileSource(args.input, keep_going=args.keep_going)
+        try:
+            _bind_file_probes(args, runner.handlers, source)
+            rec = FlightRecorder.for_reader(source.reader, args.keep, args.out, script=args.script, **kw)
+            d = runner.run(ReplaySource(source, rec), recorder=rec)
+        finally:
+            source.close()
+    else:
+        from ..recorder.daemon import FlightRun, tune_malloc
+
+        tune_malloc()
+        runner = ScriptRunner(args.script, list(args.script_args), on_error=args.on_error)
+        _apply_global_filter(runner.handlers, args.filter)
+        required, optional = runner.handlers.live_events()
+        # no kernel filter pushdown: the ring must hold every enabled event, not only what handlers want
+        session = open_live_session(args, required + list(args.events), optional_events=optional, command=rest,
+                                    handlers=runner.handlers)
+        try:
+            rec = FlightRun.recorder_for(session, args.keep, args.out, script=args.script, **kw)
+            run = FlightRun(session, rec, runner=runner, on_error=args.on_error)
+            what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
+                                                     if len(session.enabled) > 4 else "")
+            until = f" for {args.duration:g} s" if args.duration else ""
+            stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
+            print(f"Tracing {what}{until}, keeping the newest {rec.ring.keep_bytes >> 20} MiB for dumps "
+                  f"to {args.out}... {stop}.", file=sys.stderr)
+            d = run.run()
             print(session.summary(), file=sys.stderr)
         finally:
             session.close()

@@ -1,0 +1,600 @@
+"""The long-running flight recorder: a live session teed into a FlightRecorder, triggers, signals, status.
+
+::
+
+    LiveSession ──pages──> FlightRecorder.add_pages     (page tap: before decoding, so the ring
+         │                                               holds the newest events even when the
+         └──chunks──> Dispatcher ──> handlers ──dump()   handlers fall behind)
+                                   (a script, or --trigger's declarative handlers)
+
+    signals (main thread, flags only)   SIGUSR1: dump now      SIGHUP: reload the script, keep the ring
+                                        SIGTERM/SIGINT: stop: drain, end hooks, pending dumps written,
+                                        instance removed
+    service thread                      serves SIGUSR1 dumps (under the recorder's lock, so a dump
+                                        happens even when no event arrives) and rewrites the status
+                                        file every few seconds (atomically: temporary name, rename)
+
+:class:`FlightRun` puts it together for ``tracewatch flight`` and for
+``tracewatch run --keep``; :class:`DeclarativeTrigger` is ``--trigger
+'system:event: FILTER'`` as a handler; :func:`live_meta` makes the metadata
+of a dump from the live instance (static parts read once, saved_cmdlines and
+per-CPU stats at each dump).  Log lines go to stderr, one per event, in the
+form journald keeps (``tracewatch[PID]: dump written: PATH (N events, M bytes, REASON)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from ..errors import ScriptError, TracewatchError
+from ..formats.tracedat_writer import TraceMeta
+from ..script.api import EventHandler, ScriptHandlers, parse_duration
+from ..stream.dispatch import Dispatcher, pattern_matches
+from .dump import FlightRecorder, _iso, _write_atomic
+from .history import Window
+
+__all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log_line", "read_status",
+           "format_status", "tune_malloc", "STATUS_VERSION"]
+
+STATUS_VERSION = 1
+
+
+def log_line(message: str) -> None:
+    """One journald-friendly line on stderr: ``tracewatch[PID]: message``."""
+    print(f"tracewatch[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+
+
+def tune_malloc() -> bool:
+    """Keep a weeks-long recorder's resident memory flat (glibc only; True when applied).
+
+    Measured with bench/soak.py (64M ring, 300k events/s): with glibc's
+    defaults RSS kept growing (276 -> 356 MiB in 70 s) because its mmap
+    threshold rises after each large free, so page batches and dump buffers
+    then come from the heap and fragment it, and the writer thread gets an
+    arena of its own.  A fixed 128 KiB mmap threshold and two arenas keep it
+    flat (220-226 MiB).  ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_ARENA_MAX`` set
+    by the user win.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = True
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        ok &= bool(mallopt(-3, 128 << 10))  # M_MMAP_THRESHOLD
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        ok &= bool(mallopt(-8, 2))  # M_ARENA_MAX
+    return ok
+
+
+# ------------------------------------------------------------------ metadata of live dumps
+
+def live_meta(session: Any, *, kallsyms_path: str | None = "/proc/kallsyms") -> Callable[[], TraceMeta]:
+    """A function giving the :class:`TraceMeta` of a dump of ``session``'s instance.
+
+    The formats, header and kallsyms are read once, now; ``saved_cmdlines``
+    and the per-CPU stats again at each dump (cheap), so a dump names the
+    processes seen since the start.
+    """
+    inst = session.instance
+    pairs = [tuple(e.split(":", 1)) for e in session.enabled]
+    base = TraceMeta.from_tracefs(inst.path, events=pairs, kallsyms_path=kallsyms_path)
+    top = inst.tracefs
+
+    def meta() -> TraceMeta:
+        try:
+            cmdlines = top.read("saved_cmdlines")
+        except OSError:
+            cmdlines = base.cmdlines
+        cpustats = {}
+        for cpu in session.source.cpus:
+            try:
+                cpustats[cpu] = inst.read(f"per_cpu/cpu{cpu}/stats")
+            except (OSError, TracewatchError):
+                pass
+        return replace(base, cmdlines=cmdlines, cpustats=cpustats or base.cpustats)
+
+    return meta
+
+
+# ------------------------------------------------------------------ declarative triggers
+
+def parse_trigger(spec: str, available: Sequence[str]) -> tuple[str, str | None]:
+    """``'raw_syscalls:sys_exit: ret == -11'`` -> (``raw_syscalls:sys_exit``, ``ret == -11``).
+
+    The event is the part before the last ``': '`` that names an event of
+    ``available`` (``system:event`` names; globs allowed), so a filter may
+    itself hold ``': '`` in a string.  No filter: every event of it triggers.
+    """
+    from fnmatch import fnmatchcase
+
+    spec = spec.strip()
+
+    def names_event(text: str) -> bool:
+        text = text.strip()
+        if ":" not in text or " " in text:
+            return False
+        return any(fnmatchcase(a, text) for a in available)
+
+    if names_event(spec):
+        return spec, None
+    at = len(spec)
+    while True:
+        at = spec.rfind(": ", 0, at)
+        if at < 0:
+            break
+        head, tail = spec[:at].strip(), spec[at + 2:].strip()
+        if names_event(head):
+            return head, tail or None
+    head = spec.split(": ", 1)[0].strip()
+    raise ScriptError(f"--trigger {spec!r}: {head!r} names no event of this kernel "
+                      "(write 'system:event: FILTER', e.g. 'raw_syscalls:sys_exit: ret == -11')")
+
+
+class DeclarativeTrigger:
+    """``--trigger 'system:event: FILTER'`` as a batch handler: a dump per matching event.
+
+    ``count``/``within``/``per``: fire only when ``count`` matching events
+    (of one value of the ``per`` field, e.g. ``common_pid``) happen within
+    ``within``: once per burst (:class:`~tracewatch.recorder.history.Window`).
+    The filter is the dispatcher's vectorised ``where=``: events that do not
+    match never become Python objects.
+    """
+
+    def __init__(self, event: str, where: str | None, *, reason: str | None = None, count: int = 1,
+                 within: str | None = None, per: str | None = None,
+                 fire: Callable[..., Any] | None = None) -> None:
+        self.event = event
+        self.where = where
+        self.reason = reason or (f"{event}: {where}" if where else event)
+        self.count = max(1, int(count))
+        if self.count > 1 and within is None:
+            raise ScriptError("--count needs --within (e.g. --count 5 --within 10ms)")
+        self.window = Window(within) if self.count > 1 else None
+        self.per = per
+        self.matched = 0
+        self.fired = 0
+        self._fire = fire
+
+    def handler(self) -> EventHandler:
+        return EventHandler(self.event, self.on_batch, where=self.where, batch=True)
+
+    def on_batch(self, b: Any) -> None:
+        ts = b.common_ts
+        n = len(ts)
+        self.matched += n
+        keys = getattr(b, self.per) if self.per else None
+        for i in range(n):
+            t = int(ts[i])
+            if self.window is not None:
+                key = keys[i].item() if keys is not None and hasattr(keys[i], "item") else \
+                    (keys[i] if keys is not None else None)
+                if not self.window.reached(key, t, self.count):
+                    continue
+            self.fired += 1
+            ev = b.take_([i]).events_()[0]
+            if self._fire is not None:
+                self._fire(self.reason, ev)
+            else:
+                from . import dump
+
+                dump(reason=self.reason, event=ev)
+
+    def handlers(self) -> ScriptHandlers:
+        return ScriptHandlers(events=[self.handler()])
+
+
+# ------------------------------------------------------------------ status file
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def read_status(path: str) -> dict[str, Any]:
+    """The status file's document (a directory: its ``status.json``)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "status.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise TracewatchError(f"{path}: no status file (is `tracewatch flight --status-file {path}` running?)") \
+            from None
+    except (OSError, ValueError) as e:
+        raise TracewatchError(f"{path}: cannot read status: {e}") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}{unit}"
+    return str(n)
+
+
+def format_status(doc: dict[str, Any], now: float | None = None) -> str:
+    """The status document as ``tracewatch status`` prints it (under 80 columns)."""
+    now = time.time() if now is None else now
+    pid = doc.get("pid")
+    state = doc.get("state", "?")
+    age = now - float(doc.get("updated_unix", now))
+    if state == "running" and pid and not _pid_alive(int(pid)):
+        state = f"gone (pid {pid} is not running; last update {age:.0f} s ago)"
+    elif state == "running" and age > 3 * float(doc.get("interval_s", 5)) + 5:
+        state = f"running? (no update for {age:.0f} s)"
+    ring = doc.get("ring", {})
+    h = doc.get("handlers", {})
+    d = doc.get("dumps", {})
+    rows = [
+        ("state", f"{state} (pid {pid})"),
+        ("uptime", f"{doc.get('uptime_s', 0):.0f} s, {doc.get('reloads', 0)} reload(s)"),
+        ("watching", doc.get("script") or ", ".join(doc.get("triggers_spec") or []) or "-"),
+        ("events", f"{doc.get('events_per_s', 0):,.0f}/s now, {doc.get('events_total', 0):,} in all, "
+                   f"{doc.get('lost', 0):,} lost"),
+        ("ring", f"{_fmt_bytes(ring.get('bytes'))} of {_fmt_bytes(ring.get('keep_bytes'))}, "
+                 f"{ring.get('span_s', 0):.2f} s of history, {ring.get('events', 0):,} events"),
+        ("handlers", ("LATE: " if h.get("late") else "keeping up: ") + f"{h.get('lag_ms', 0):.0f} ms behind "
+                     f"the newest page; {h.get('late_triggers', 0)} late trigger(s), worst "
+                     f"{h.get('max_trigger_lag_ms', 0):.0f} ms"),
+        ("dumps", f"{d.get('dumps', 0)} written, {d.get('triggers', 0)} triggers, "
+                  f"{d.get('suppressed_cooldown', 0)} in cooldown, {d.get('skipped_disk_full', 0)} disk full, "
+                  f"{d.get('busy', 0)} busy, {d.get('failed', 0)} failed"),
+        ("out", doc.get("out_dir", "-")),
+        ("memory", f"{_fmt_bytes(doc.get('rss_bytes'))} resident"),
+    ]
+    last = doc.get("last_dump")
+    if last:
+        rows.append(("last dump", f"{last.get('file')} ({last.get('events', 0):,} events, "
+                                  f"{_fmt_bytes(last.get('bytes'))}, {last.get('reason')})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# ------------------------------------------------------------------ the run
+
+class _Notify:
+    """systemd's sd_notify (Type=notify units); does nothing without NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        self.addr = os.environ.get("NOTIFY_SOCKET")
+
+    def send(self, text: str) -> None:
+        if not self.addr:
+            return
+        addr = "\0" + self.addr[1:] if self.addr.startswith("@") else self.addr
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(text.encode(), addr)
+        except OSError:
+            pass
+
+
+class FlightRun:
+    """A live session recorded into a :class:`FlightRecorder`, with triggers, signals and a status file.
+
+    ``session``: an open :class:`~tracewatch.sources.session.LiveSession`
+    (the caller closes it, after :meth:`run`); ``recorder``: made for it (see
+    :meth:`recorder_for`); ``script``/``script_args``: the trigger script
+    (reloaded on SIGHUP; ``runner``: the already loaded
+    :class:`~tracewatch.script.runner.ScriptRunner` of it), or ``handlers``: ready-made handlers (declarative
+    triggers); ``status_path``: rewritten every ``status_interval`` seconds.
+    """
+
+    def __init__(self, session: Any, recorder: FlightRecorder, *, script: str | None = None,
+                 script_args: Sequence[str] = (), handlers: ScriptHandlers | None = None,
+                 on_error: str = "skip", status_path: str | None = None, status_interval: float = 2.0,
+                 triggers_spec: Sequence[str] = (), log: Callable[[str], None] = log_line,
+                 signals: bool = True, runner: Any = None) -> None:
+        self.session = session
+        self.recorder = recorder
+        self.script = script
+        self.script_args = list(script_args)
+        self.on_error = on_error
+        self.status_path = status_path
+        self.status_interval = status_interval
+        self.triggers_spec = list(triggers_spec)
+        self.log = log
+        self.use_signals = signals
+        self.runner = runner
+        if runner is not None:
+            self.script = script or runner.path
+            self.script_args = list(script_args)
+            self.handlers = runner.handlers
+        elif script is not None:
+            from ..script.runner import ScriptRunner
+
+            self.runner = ScriptRunner(script, self.script_args, on_error=on_error)
+            self.handlers = self.runner.handlers
+        else:
+            self.handlers = handlers or ScriptHandlers()
+        self.dispatcher: Dispatcher | None = None
+        self.reloads = 0
+        self.started = time.time()
+        self._t0 = time.monotonic()
+        self._reload_requested = False
+        self._dump_requests: list[float] = []
+        # the service thread sleeps on a pipe: writing a byte is safe in a signal handler
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._stop_service = False
+        self.stop_reason: str | None = None
+        self._previous_signals: dict[int, Any] = {}
+        self._rate = (time.monotonic(), 0)  # (when, events_added) of the previous status
+        self._events_per_s = 0.0
+        self.state = "starting"
+        self.notify = _Notify()
+
+    @staticmethod
+    def recorder_for(session: Any, keep: int | str, out_dir: str, **kw: Any) -> FlightRecorder:
+        """A FlightRecorder shaped for ``session``'s pages, writing in a background thread."""
+        cpus = max(session.source.cpus) + 1 if session.source.cpus else None
+        kw.setdefault("background", True)
+        kw.setdefault("headroom", 0.25)
+        return FlightRecorder(keep, out_dir, live_meta(session), page_size=session.source.page_size,
+                              commit_size=session.source.commit_size, little=sys.byteorder == "little",
+                              cpus=cpus, **kw)
+
+    # -- handlers ---------------------------------------------------------------
+
+    def _make_dispatcher(self, handlers: ScriptHandlers, runner: Any) -> Dispatcher:
+        if runner is not None and runner.perf is not None:
+            runner.perf.bind(self.session.context)
+        d = Dispatcher(handlers.events, handlers.timers, handlers.lost, on_error=self.on_error)
+        d.prepare(self.session.formats.values())
+        return d
+
+    def _unmatched(self, handlers: ScriptHandlers) -> list[str]:
+        fmts = list(self.session.formats.values())
+        return [h.pattern for h in handlers.events
+                if h.pattern not in ("*", "*:*") and not any(pattern_matches(h.pattern, f) for f in fmts)]
+
+    def _reload(self) -> None:
+        """SIGHUP: load the script again; on success swap handlers (end hooks of the old, start of the new)."""
+        self._reload_requested = False
+        if self.script is None:
+            self.log("SIGHUP: no script to reload (declarative triggers); ignored")
+            return
+        from ..script.runner import ScriptRunner
+
+        try:
+            runner = ScriptRunner(self.script, self.script_args, on_error=self.on_error)
+            d = self._make_dispatcher(runner.handlers, runner)
+        except TracewatchError as e:
+            self.log(f"reload failed, the running script stays: {e}")
+            return
+        missing = self._unmatched(runner.handlers)
+        if missing:
+            self.log(f"reload: {', '.join(missing)} not traced by this session (restart to trace them)")
+        old = self.dispatcher
+        if old is not None:
+            for f in self.handlers.end:
+                old.call_hook(f)
+        self.runner, self.handlers, self.dispatcher = runner, runner.handlers, d
+        for f in self.handlers.start:
+            d.call_hook(f)
+        self.reloads += 1
+        self.log(f"reloaded {self.script} (reload {self.reloads}); the ring keeps its "
+                 f"{self.recorder.ring.bytes >> 20} MiB")
+
+    # -- signals -----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:
+            pass  # the pipe is full: the service thread has wake-ups pending anyway
+
+    def request_dump(self) -> None:
+        """Ask for a dump of everything held, served by the service thread (safe in a signal handler)."""
+        self._dump_requests.append(time.monotonic())
+        self._wake()
+
+    def request_reload(self) -> None:
+        """Reload the script before the next chunk (safe in a signal handler)."""
+        self._reload_requested = True
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """End the run: drain, end hooks, pending dumps written (safe in a signal handler)."""
+        self.stop_reason = reason
+        self.session.stop()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        # flags only: the work happens in the dispatch loop or the service thread
+        if signum == signal.SIGUSR1:
+            self.request_dump()
+        elif signum == signal.SIGHUP:
+            self.request_reload()
+        else:
+            self.request_stop(signal.Signals(signum).name)
+
+    def _install_signals(self) -> None:
+        if not self.use_signals or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTERM):
+            self._previous_signals[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def _restore_signals(self) -> None:
+        for sig, prev in self._previous_signals.items():
+            try:
+                signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+            except (ValueError, OSError, TypeError):
+                pass
+        self._previous_signals.clear()
+
+    # -- the service thread: SIGUSR1 dumps and the status file --------------------
+
+    def _service(self) -> None:
+        next_status = time.monotonic()
+        while not self._stop_service:
+            timeout = max(0.0, next_status - time.monotonic()) if self.status_path else None
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            if ready:
+                os.read(self._wake_r, 4096)
+            self._serve_dumps()
+            if self.status_path and time.monotonic() >= next_status:
+                self.write_status()
+                next_status = time.monotonic() + self.status_interval
+
+    def _serve_dumps(self) -> None:
+        while self._dump_requests:
+            at = self._dump_requests.pop(0)
+            p = self.recorder.dump_now("SIGUSR1", requested_at=at)
+            if p is None:
+                self.log("SIGUSR1: dump not written (see the counters: cooldown, disk full or busy)")
+
+    def status(self) -> dict[str, Any]:
+        """The status document (also what the status file holds)."""
+        rs = self.recorder.stats()
+        now = time.monotonic()
+        prev_t, prev_n = self._rate
+        if now - prev_t >= 0.5:
+            self._events_per_s = (rs["events_added"] - prev_n) / (now - prev_t)
+            self._rate = (now, rs["events_added"])
+        try:
+            lost = sum(max(v, 0) for v in self.session.lost_events().values())
+        except Exception:  # noqa: BLE001 - a status must not fail for a counter read mid-update
+            lost = None
+        d = self.dispatcher
+        newest = rs["newest_ts"]
+        handled = d.last_ts if d is not None else None
+        lag_ns = (newest - handled) if newest is not None and handled is not None else 0
+        late = self.recorder.late_ns and lag_ns > self.recorder.late_ns
+        last = self.recorder.results[-1] if self.recorder.results else None
+        return {
+            "version": STATUS_VERSION,
+            "pid": os.getpid(),
+            "state": self.state,
+            "started": _iso(self.started),
+            "updated": _iso(time.time()),
+            "updated_unix": time.time(),
+            "interval_s": self.status_interval,
+            "uptime_s": round(now - self._t0, 1),
+            "script": self.script,
+            "triggers_spec": self.triggers_spec,
+            "out_dir": self.recorder.writer.out_dir,
+            "instance": self.session.instance.name,
+            "events_enabled": list(self.session.enabled),
+            "events_total": rs["events_added"],
+            "events_per_s": round(self._events_per_s, 1),
+            "events_dispatched": d.events_seen if d is not None else 0,
+            "lost": lost,
+            "reloads": self.reloads,
+            "ring": {"keep_bytes": rs["keep_bytes"], "bytes": rs["bytes"], "pages": rs["pages"],
+                     "events": rs["events"], "span_s": round(rs["span_ns"] / 1e9, 3),
+                     "newest_ts_ns": newest},
+            "handlers": {"lag_ms": round(max(lag_ns, 0) / 1e6, 1), "late": bool(late),
+                         "late_triggers": rs["late_triggers"],
+                         "last_trigger_lag_ms": None if rs["last_trigger_lag_ns"] is None
+                         else round(rs["last_trigger_lag_ns"] / 1e6, 1),
+                         "max_trigger_lag_ms": round(rs["max_trigger_lag_ns"] / 1e6, 1),
+                         "errors": d.errors if d is not None else 0},
+            "dumps": {k: rs[k] for k in ("dumps", "triggers", "suppressed_cooldown", "skipped_disk_full",
+                                         "failed", "rotated", "busy", "pending", "writing")},
+            "last_dump": None if last is None else {
+                "file": os.path.basename(last.path), "path": last.path, "reason": last.reason,
+                "events": last.events, "bytes": last.bytes,
+                "trigger_to_file_ms": round(last.trigger_to_file_seconds * 1000, 1)},
+            "rss_bytes": _rss_bytes(),
+        }
+
+    def write_status(self) -> None:
+        if not self.status_path:
+            return
+        try:
+            doc = self.status()
+            d = os.path.dirname(os.path.abspath(self.status_path))
+            os.makedirs(d, exist_ok=True)
+            _write_atomic(self.status_path, (json.dumps(doc, indent=2) + "\n").encode())
+        except Exception as e:  # noqa: BLE001 - the recorder goes on without its status file
+            self.log(f"status file {self.status_path}: {type(e).__name__}: {e}")
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self) -> Dispatcher:
+        """Trace until the session ends (duration, SIGTERM, Ctrl-C); end hooks and dumps on every way out."""
+        from . import set_current_recorder
+
+        session, rec = self.session, self.recorder
+        session.add_page_tap(rec.add_pages)
+        previous = set_current_recorder(rec)
+        service = threading.Thread(target=self._service, name="tracewatch-flight-service", daemon=True)
+        started = False
+        try:
+            self.dispatcher = self._make_dispatcher(self.handlers, self.runner)
+            self._install_signals()
+            service.start()
+            self.state = "running"
+            self.notify.send("READY=1")
+            d = self.dispatcher
+            for f in self.handlers.start:
+                d.call_hook(f)
+            started = True
+            for chunk in session.chunks():
+                if self._reload_requested:
+                    self._reload()
+                self.dispatcher.feed(chunk)
+        finally:
+            if self.stop_reason:
+                self.log(f"{self.stop_reason}: stopping")
+            self.state = "stopping"
+            self.notify.send("STOPPING=1")
+            try:
+                if started and self.dispatcher is not None:
+                    saved = sys.exc_info()[1]
+                    for f in self.handlers.end:
+                        try:
+                            self.dispatcher.call_hook(f)
+                        except Exception:  # noqa: BLE001
+                            if saved is None:
+                                raise
+                sys.stdout.flush()
+            finally:
+                self._restore_signals()
+                self._stop_service = True
+                self._wake()
+                if service.is_alive():
+                    service.join()
+                self._serve_dumps()
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                try:
+                    rec.close()
+                finally:
+                    set_current_recorder(previous)
+                    self.state = "stopped"
+                    self.write_status()
+        return self.dispatcher
+
+
+def parse_seconds(value: str | None) -> float | None:
+    """``"2s"``/``"500ms"``/``"1.5"`` -> seconds (None stays None)."""
+    return None if value is None else parse_duration(value) / 1e9

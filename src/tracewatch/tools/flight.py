@@ -1,0 +1,196 @@
+"""``tracewatch flight``: the flight recorder, for a sporadic problem traced for days.
+
+Keeps the newest ``--keep`` bytes of raw ring-buffer pages in memory (nothing is
+written) and, when a trigger fires, dumps them plus the ``--post`` window to a
+trace.dat and a JSON sidecar in ``--out``.  Triggers: a script's handlers
+calling ``tracewatch.dump()`` (history helpers: ``Window``, ``Sequence``,
+``Threshold`` in ``tracewatch.recorder``), or declaratively ``--trigger
+'system:event: FILTER'``; and SIGUSR1 at any time.  See docs/flight.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from ..cli import run_tool
+from ..errors import CaptureError, ScriptError
+
+__all__ = ["main", "build_parser", "add_recorder_options", "recorder_kwargs"]
+
+EXAMPLES = """\
+examples:
+  tracewatch flight -e 'sched:*' -e 'raw_syscalls:*' --keep 64M --out /var/tmp/fr \\
+      --trigger 'raw_syscalls:sys_exit: ret == -11 && common_pid == 1234'
+                                   # dump the last 64 MiB when pid 1234 gets EAGAIN
+  tracewatch flight -e 'syscalls:sys_exit_newfstatat' --keep 16M --out fr \\
+      --trigger 'syscalls:sys_exit_newfstatat: ret < 0' --count 5 --within 10ms --per common_pid
+                                   # five failing stats of one pid within 10 ms
+  tracewatch flight stalls.py -e 'sched:*' --keep 64M --out fr --post 2s --cooldown 60s
+                                   # the script decides (it calls tracewatch.dump())
+  tracewatch flight stalls.py --keep 256M --out /var/lib/fr --max-dumps 20 --daemon
+                                   # a service: status in /var/lib/fr/status.json
+  kill -USR1 PID                   # dump now;  kill -HUP PID: reload the script, keep the ring
+  tracewatch status /var/lib/fr    # uptime, events/s, lost, dumps, handler lag
+"""
+
+
+def add_recorder_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--keep/--out/--post/--before/--max-dumps/--cooldown/--min-free`` (flight; run with --keep)."""
+    g = p.add_argument_group("flight recorder")
+    g.add_argument("--keep", metavar="SIZE", required=required,
+                   help="bytes of the newest events to hold in memory (64M, 1G)" +
+                        ("" if required else "; with --out, the script's dump() works"))
+    g.add_argument("--out", metavar="DIR", required=required, help="directory of the dumps (.dat + .json)")
+    g.add_argument("--post", metavar="DUR", default="0",
+                   help="also dump this much after the trigger (500ms, 2s; default 0)")
+    g.add_argument("--before", metavar="DUR", help="dump only this much before the trigger (default: all held)")
+    g.add_argument("--max-dumps", type=int, metavar="N", help="keep only the newest N dumps in DIR")
+    g.add_argument("--cooldown", metavar="DUR", help="count, don't dump, triggers this soon after a dump (60s)")
+    g.add_argument("--min-free", metavar="SIZE", default="256M",
+                   help="stop dumping while DIR's file system has less free (default 256M)")
+
+
+def recorder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """FlightRecorder keyword arguments from :func:`add_recorder_options`' options (validated)."""
+    from ..recorder import parse_size
+    from ..script.api import parse_duration
+
+    for name in ("post", "before", "cooldown"):
+        v = getattr(args, name, None)
+        if v is not None:
+            try:
+                parse_duration(v)
+            except ValueError as e:
+                raise ScriptError(f"--{name}: {e}") from None
+    for name in ("keep", "min_free"):
+        try:
+            parse_size(getattr(args, name))
+        except ValueError as e:
+            raise ScriptError(f"--{name.replace('_', '-')}: {e}") from None
+    if args.max_dumps is not None and args.max_dumps < 1:
+        raise ScriptError("--max-dumps must be at least 1")
+    return {"after": args.post, "before": args.before, "max_dumps": args.max_dumps, "cooldown": args.cooldown,
+            "min_free_bytes": args.min_free}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .run import add_live_options
+
+    p = argparse.ArgumentParser(
+        prog="tracewatch flight",
+        description="Hold the newest events in memory; dump them to a trace.dat when a trigger fires.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("script", nargs="?", help="a script whose handlers call tracewatch.dump()")
+    t = p.add_argument_group("declarative triggers (no script)")
+    t.add_argument("--trigger", action="append", default=[], metavar="'EVENT: FILTER'",
+                   help="dump when an event passes the filter (ftrace syntax); repeatable")
+    t.add_argument("--count", type=int, default=1, metavar="N", help="only when N matching events ...")
+    t.add_argument("--within", metavar="DUR", help="... happen within DUR (10ms) ...")
+    t.add_argument("--per", metavar="FIELD", help="... for one value of FIELD (common_pid)")
+    t.add_argument("--reason", metavar="TEXT", help="the reason in the dump's name and sidecar")
+    s = p.add_argument_group("service")
+    s.add_argument("--daemon", action="store_true",
+                   help="run as a service until SIGTERM: status file DIR/status.json by default, "
+                        "systemd notify, log lines only")
+    s.add_argument("--status-file", metavar="PATH", help="rewrite this JSON status file every few seconds")
+    s.add_argument("--status-interval", type=float, default=2.0, metavar="SECONDS",
+                   help="how often the status file is rewritten (default 2)")
+    s.add_argument("--late", metavar="DUR", default="1s",
+                   help="handlers this far behind the newest page count as late (default 1s)")
+    p.add_argument("-a", "--arg", dest="script_args", action="append", default=[], metavar="ARG",
+                   help="an argument for the script (repeatable)")
+    p.add_argument("--on-error", choices=("stop", "skip"), default="skip",
+                   help="when a handler raises: skip the event (default: a recorder keeps running) or stop")
+    add_recorder_options(p, required=True)
+    add_live_options(p)
+    return p
+
+
+def _declarative(args: argparse.Namespace, session_available: list[str]):
+    from ..recorder.daemon import DeclarativeTrigger, parse_trigger
+
+    triggers = []
+    for spec in args.trigger:
+        event, where = parse_trigger(spec, session_available)
+        triggers.append(DeclarativeTrigger(event, where, reason=args.reason, count=args.count,
+                                           within=args.within, per=args.per))
+    return triggers
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..recorder.daemon import FlightRun, log_line, tune_malloc
+    from ..script.api import ScriptHandlers
+    from ..sources.tracefs import TraceFS
+    from .run import open_live_session
+
+    kw = recorder_kwargs(args)
+    tune_malloc()
+    if args.script and args.trigger:
+        raise ScriptError("give a script or --trigger, not both (a script can do what --trigger does)")
+    if (args.count > 1 or args.within or args.per) and not args.trigger:
+        raise ScriptError("--count/--within/--per refine --trigger")
+    runner = None
+    handlers = ScriptHandlers()
+    triggers = []
+    if args.script:
+        from ..script.runner import ScriptRunner
+
+        runner = ScriptRunner(args.script, list(args.script_args), on_error=args.on_error)
+        required, optional = runner.handlers.live_events()
+    else:
+        try:
+            available = TraceFS().available_events()
+        except CaptureError:
+            raise
+        triggers = _declarative(args, available)
+        handlers = ScriptHandlers(events=[t.handler() for t in triggers])
+        required, optional = [t.event for t in triggers], []
+    events = list(dict.fromkeys(required + list(args.events)))
+    if not events and not optional:
+        raise CaptureError("no events to record: name some with -e (e.g. -e 'sched:*')")
+    status_path = args.status_file or (os.path.join(args.out, "status.json") if args.daemon else None)
+    # no kernel filter pushdown: the ring must hold every enabled event, not only the triggers'
+    session = open_live_session(args, events, optional_events=optional, command=rest)
+    try:
+        for note in session.filter_notes:
+            log_line(f"note: {note}")
+        rec = FlightRun.recorder_for(session, args.keep, args.out, late=args.late,
+                                     script=os.path.abspath(args.script) if args.script else
+                                     "; ".join(args.trigger) or None, **kw)
+        run = FlightRun(session, rec, script=args.script, script_args=args.script_args, runner=runner,
+                        handlers=handlers, on_error=args.on_error, status_path=status_path,
+                        status_interval=args.status_interval, triggers_spec=args.trigger)
+        what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
+                                                 if len(session.enabled) > 4 else "")
+        on = args.script or (" or ".join(args.trigger) if args.trigger else "SIGUSR1 only")
+        stop = "until the command exits or SIGTERM" if rest else ("SIGTERM to end" if args.daemon else
+                                                                 "Ctrl-C to end")
+        log_line(f"recording {what} into a {rec.ring.keep_bytes >> 20} MiB ring; dumps to {args.out} on {on}; "
+                 f"SIGUSR1 dumps now, SIGHUP reloads; {stop}")
+        run.run()
+        n = rec.writer.dumps_written
+        c = rec.writer.counters()
+        log_line(f"stopped: {n} dump(s) written, {c['triggers']} trigger(s), {c['suppressed_cooldown']} in "
+                 f"cooldown, {c['skipped_disk_full']} skipped for space; {session.summary().splitlines()[0]}")
+        if triggers:
+            for t in triggers:
+                log_line(f"trigger {t.reason!r}: {t.matched} matching event(s), fired {t.fired} time(s)")
+    finally:
+        session.close()
+    if rest and session.command_status:
+        log_line(f"the command exited with status {session.command_status}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tracewatch flight``; returns the exit status."""
+    from .run import split_double_dash
+
+    own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    return run_tool(lambda: _run(args, rest), prog="tracewatch")

@@ -1,0 +1,301 @@
+"""``tracewatch flight`` against the live kernel: triggers, dumps, signals, cooldown, rotation, disk full.
+
+Each test runs the recorder as a separate process (signals are sent to it)
+among background load (a ``dd`` loop), with a helper process that stats a
+missing path in bursts when told to.  Dumps are checked with tracewatch's
+reader and opened with ``trace-cmd report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tracewatch import open_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE_CMD = shutil.which("trace-cmd")
+EXIT_EVENT = "syscalls:sys_exit_newfstatat"
+
+HELPER = """
+import os, sys, time
+print("ready", flush=True)
+for line in sys.stdin:
+    n, gap = line.split()
+    for _ in range(int(n)):
+        try:
+            os.stat("/nonexistent/tracewatch-flight-test")
+        except OSError:
+            pass
+    time.sleep(float(gap))
+    print("done", flush=True)
+"""
+
+BURST_SCRIPT = """
+import sys
+from tracewatch import on, dump
+from tracewatch.recorder import Window
+
+PID = int(sys.argv[1])
+fails = Window("10ms")
+
+@on("{event}", where=f"ret < 0 && common_pid == {{PID}}")
+def failed(ev):
+    # five failing stats of one pid within 10 ms: once per burst
+    if fails.reached(ev.common_pid, ev.common_ts, 5):
+        dump(reason=f"{{ev.common_pid}} five failing stats", event=ev)
+"""
+
+EACH_SCRIPT = """
+import sys
+from tracewatch import on, dump
+
+PID = int(sys.argv[1])
+
+@on("{event}", where=f"ret < 0 && common_pid == {{PID}}")
+def failed(ev):
+    dump(reason="{reason}", event=ev)
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture
+def newfstatat():
+    if not os.path.isdir(f"/sys/kernel/tracing/events/syscalls/sys_exit_newfstatat"):
+        pytest.skip("this kernel has no syscalls:sys_exit_newfstatat event")
+    return EXIT_EVENT
+
+
+@pytest.fixture
+def load():
+    """Background load: dd copying /dev/zero to /dev/null (read/write syscalls, scheduling)."""
+    dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=1M"], stderr=subprocess.DEVNULL)
+    yield dd
+    dd.kill()
+    dd.wait()
+
+
+@pytest.fixture
+def helper():
+    p = subprocess.Popen([sys.executable, "-c", HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+
+    def burst(n: int = 5, gap: float = 0.0) -> None:
+        p.stdin.write(f"{n} {gap}\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "done"
+
+    burst.pid = p.pid  # type: ignore[attr-defined]
+    yield burst
+    p.stdin.close()
+    p.wait(5)
+
+
+class Flight:
+    """A ``tracewatch flight`` process, its log and its status file."""
+
+    def __init__(self, tmp: Path, args: list[str]) -> None:
+        self.out = tmp / "dumps"
+        self.status_path = tmp / "status.json"
+        self.log_path = tmp / "flight.log"
+        self._log = open(self.log_path, "w")
+        cmd = [sys.executable, "-m", "tracewatch", "flight", "--out", str(self.out), "--status-file",
+               str(self.status_path), "--status-interval", "0.3", "--min-free", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=_env())
+        self.wait_for(lambda s: s.get("state") == "running" and s.get("ring", {}).get("bytes", 0) > 0,
+                      "the recorder to hold pages")
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, cond, what: str, timeout: float = 20.0) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"flight exited ({self.proc.returncode}) waiting for {what}:\n{self.log()}")
+            s = self.status()
+            if s and cond(s):
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; status {self.status()}\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+        log = self.log()
+        assert rc == 0, log
+        return log
+
+    def dumps(self) -> list[tuple[Path, dict]]:
+        out = []
+        for side in sorted(self.out.glob("*.json")):
+            if side.name == "status.json":
+                continue
+            out.append((side.with_suffix(".dat"), json.loads(side.read_text())))
+        return out
+
+
+def _script(tmp: Path, text: str, **fmt) -> Path:
+    p = tmp / "trigger.py"
+    p.write_text(textwrap.dedent(text.format(**fmt)))
+    return p
+
+
+def _trace_cmd_lines(path: Path) -> list[str]:
+    r = subprocess.run([TRACE_CMD, "report", "-i", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith(("cpus=", "version"))]
+
+
+def test_five_failing_stats_fire_once_per_burst(tmp_path, newfstatat, load, helper):
+    keep = 2 << 20
+    post_ns = 200_000_000
+    script = _script(tmp_path, BURST_SCRIPT, event=newfstatat)
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e",
+                           "syscalls:sys_enter_read", "-e", "syscalls:sys_exit_read", "-e", newfstatat,
+                           "--keep", "2M", "--post", "200ms"])
+    try:
+        fl.wait_for(lambda s: s["ring"]["bytes"] >= keep * 0.9, "the ring to fill")
+        for _ in range(3):
+            helper(5, 0.3)  # a burst of five failing stats, then a quiet 300 ms
+            helper(2, 0.3)  # two more failures: not five within 10 ms, no trigger
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 3, "three dumps")
+        time.sleep(0.5)
+    finally:
+        log = fl.stop()
+    dumps = fl.dumps()
+    assert len(dumps) == 3, log  # exactly once per burst
+    for dat, side in dumps:
+        assert f"{helper.pid} five failing stats" == side["reason"]
+        t = side["trigger"]["ts_ns"]
+        assert "sys_exit_newfstatat" in side["trigger"]["event"]
+        with open_trace(str(dat)) as d:
+            evs = list(d.events())
+        mine = [e for e in evs if e.name_ == "sys_exit_newfstatat" and e.common_pid == helper.pid
+                and e.ret < 0 and t - 10_000_000 < e.common_ts <= t]
+        assert len(mine) >= 5, [str(e) for e in mine]
+        assert max(e.common_ts for e in evs) <= t + post_ns  # nothing after the post window
+        assert any(e.common_ts > t for e in evs)  # the post window is there
+        before = [e for e in evs if e.common_ts <= t]
+        assert side["events"] == len(evs)
+        # at least --keep bytes of pages before the trigger
+        assert side["pages"] * side["settings"]["page_size"] >= keep
+        assert len(before) > 1000
+        if TRACE_CMD:
+            lines = _trace_cmd_lines(dat)
+            assert len(lines) >= len(evs)
+            assert sum(1 for ln in lines if "sys_exit_newfstatat" in ln and str(helper.pid) in ln) >= 5
+    assert "dump written:" in log and f"tracewatch[{fl.proc.pid}]:" in log
+
+
+def test_sigusr1_and_sighup(tmp_path, newfstatat, load, helper):
+    script = _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="first version")
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e", newfstatat,
+                           "--keep", "1M"])
+    try:
+        t0 = time.monotonic()
+        fl.signal(signal.SIGUSR1)  # dump now
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 1, "the SIGUSR1 dump")
+        usr1_s = time.monotonic() - t0
+        ring_before = fl.status()["ring"]["bytes"]
+        _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="second version")
+        fl.signal(signal.SIGHUP)  # reload the script, keep the ring
+        fl.wait_for(lambda s: s["reloads"] >= 1, "the reload")
+        assert fl.status()["ring"]["bytes"] >= ring_before * 0.5  # the ring was not emptied
+        helper(1, 0.0)
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 2, "the dump of the reloaded script")
+    finally:
+        log = fl.stop()
+    reasons = [side["reason"] for _, side in fl.dumps()]
+    assert reasons[0] == "SIGUSR1" and reasons[1:] == ["second version"], (reasons, log)
+    assert "reloaded" in log
+    assert usr1_s < 5
+    side = fl.dumps()[0][1]
+    assert side["events"] > 0 and side["trigger_to_file_ms"] < 2000
+    if TRACE_CMD:
+        assert len(_trace_cmd_lines(fl.dumps()[0][0])) >= side["events"]
+
+
+def test_cooldown_and_rotation(tmp_path, newfstatat, load, helper):
+    script = _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="failing stat")
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", newfstatat, "-e", "sched:sched_switch",
+                           "--keep", "512K", "--cooldown", "400ms", "--max-dumps", "2"])
+    try:
+        for _ in range(4):
+            helper(3, 0.5)  # the first of three counts, the next two are inside the cooldown
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 4, "four dumps")
+        st = fl.wait_for(lambda s: s["dumps"]["suppressed_cooldown"] >= 8, "the cooldown counters")
+    finally:
+        log = fl.stop()
+    assert st["dumps"]["triggers"] == 12 and st["dumps"]["suppressed_cooldown"] == 8, st
+    dumps = fl.dumps()
+    assert len(dumps) == 2  # rotated to --max-dumps
+    assert len(list(fl.out.glob("*.dat"))) == 2
+    assert dumps[-1][1]["triggers_suppressed_before"] == 2
+    final = fl.status()
+    assert final["state"] == "stopped" and final["dumps"]["rotated"] == 2
+    assert log.count("dump written:") == 4
+
+
+def test_disk_full_stops_dumping_with_one_log_line(tmp_path, newfstatat, helper):
+    script = _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="failing stat")
+    free = shutil.disk_usage(tmp_path).free
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", newfstatat, "-e", "sched:sched_switch",
+                           "--keep", "256K", "--min-free", str(free + (1 << 40))])
+    try:
+        helper(3, 0.2)
+        fl.signal(signal.SIGUSR1)
+        st = fl.wait_for(lambda s: s["dumps"]["skipped_disk_full"] >= 4, "the skipped triggers")
+    finally:
+        log = fl.stop()
+    assert st["dumps"]["dumps"] == 0 and not list(fl.out.glob("*.dat"))
+    assert log.count("dumping stopped") == 1, log
+    assert "dump not written" in log  # the SIGUSR1 one
+
+
+def test_declarative_trigger_and_status_tool(tmp_path, newfstatat, helper, capsys):
+    fl = Flight(tmp_path, ["--trigger", f"{newfstatat}: ret < 0 && common_pid == {helper.pid}",
+                           "--count", "5", "--within", "10ms", "--per", "common_pid", "-e", "sched:sched_switch",
+                           "--keep", "256K"])
+    try:
+        helper(5, 0.2)
+        helper(4, 0.2)
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 1, "the dump")
+    finally:
+        fl.stop()
+    (_, side), = fl.dumps()
+    assert side["reason"].startswith(newfstatat)
+    from tracewatch.tools import status
+
+    assert status.main([str(fl.status_path)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped" in out and "1 written" in out
