@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from tracewatch.export.report_text import ReportFormatter, split_print_fmt, timestamps_in_usecs
 from tracewatch.export.report_text import _plain_field_arg
 from tracewatch.formats.event_format import parse_event_format
@@ -130,3 +132,47 @@ def test_header_and_clock():
     assert formatter().header(Info()) == "cpus=2"
     assert timestamps_in_usecs("local") and timestamps_in_usecs("mono_raw")
     assert not timestamps_in_usecs("counter")
+
+
+def _per_record_and_batch(path, raw, drop_every=2, chunk=5):
+    """Lines of ReportFormatter.line one record at a time, and of index_lines in chunks."""
+    from tracewatch.formats.tracedat import TraceDatReader
+
+    out = []
+    for batch in (False, True):
+        reader = TraceDatReader(str(path))
+        by_pid = reader.symbols.cmdlines.by_pid
+        for pid in sorted(by_pid)[::drop_every]:  # unknown pids: the sched plugin teaches them
+            del by_pid[pid]
+        index = reader.index()
+        f = ReportFormatter(reader.symbols, reader.formats, raw=raw, in_usecs=timestamps_in_usecs(reader.trace_clock))
+        bufs = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
+        tails = {i for i, fm in reader.formats.items() if any(fl.array_len == 0 for fl in fm.fields)}
+        if batch:
+            out.append([t for lines in f.index_lines(bufs, index, page_size=reader.page_size, tail_types=tails,
+                                                     chunk=chunk) for t in lines])
+        else:
+            lines = []
+            for cpu, ts, off, ln, ty, missed in zip(index.cpu.tolist(), index.ts.tolist(), index.offset.tolist(),
+                                                    index.length.tolist(), index.type_id.tolist(),
+                                                    index.missed_before.tolist()):
+                buf = bufs[cpu]
+                after = buf[off + ln : (off // reader.page_size + 1) * reader.page_size].tobytes() if ty in tails else b""
+                lines.append(f.line(cpu, ts, buf[off : off + ln].tobytes(), reader.formats.get(ty),
+                                    missed_before=missed, after=after))
+            out.append(lines)
+    return out
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize("name", ["b_sched.v6.dat", "c_markers.v6.dat", "e_mixed.v6.dat"])
+def test_batch_lines_equal_per_record_lines(name, raw):
+    """index_lines (a type at a time, in chunks) prints what line() prints record by record,
+    including comms the sched plugin teaches mid-report and sticky ARRAY[..] strings."""
+    from tests.conftest import FIXTURES
+
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"fixture {name} missing")
+    one, many = _per_record_and_batch(path, raw)
+    assert many == one

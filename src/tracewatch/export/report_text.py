@@ -23,13 +23,17 @@ arrays and symbol lookups.
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 from ..formats.event_format import EventFormat, Field
-from ..formats.plugins import EventRenderer, find_function, make_renderer
+from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
 from ..formats.symbols import TraceSymbols
 
 __all__ = [
@@ -563,6 +567,9 @@ class _RawEventPlan:
         order = "<" if little else ">"
         pid_field = fmt.field("common_pid")
         pid_offset = pid_field.offset if pid_field is not None else 4
+        self.slots = slots
+        self.little = little
+        self.pid_offset = pid_offset
         reads = [_Direct("i", pid_offset, "")] + [p for _, p in slots if isinstance(p, _Direct)]
         env: dict[str, Any] = {}
         text: list[str] = []
@@ -622,6 +629,313 @@ class _RawEventPlan:
         self.fields = env["fields"]
         self.line_usecs = env["line_usecs"]
         self.line_other = env["line_other"]
+        # the % conversions of fields_format after which the text may end in a newline
+        self.may_end_in_newline = bool(slots) and (isinstance(slots[-1][1], _Computed)
+                                                   or slots[-1][1].pyfmt.endswith("%s"))
+
+    def columns(self, rows: np.ndarray, lengths: np.ndarray, payloads: Callable[[], list[bytes]],
+                afters: Iterable[bytes]) -> list[list]:
+        """The values of ``fields_format`` for many records of this event, one list per conversion.
+
+        ``rows``: (N, ≥ min_size) bytes of the records, zero past each one's end
+        (as :meth:`fields` pads a short record); ``payloads()`` the records as bytes,
+        asked for only when a field needs code per record.  Those run in the
+        records' order, so a string field turning ``ARRAY[..]`` stays so.
+        """
+        n = len(rows)
+        order = "<" if self.little else ">"
+        out: list[list] = []
+        records: list[bytes] | None = None
+        for _, printer in self.slots:
+            if isinstance(printer, _Direct):
+                code = printer.code
+                if code[-1] == "s":
+                    size = int(code[:-1])
+                    block = rows[:, printer.offset : printer.offset + size]
+                    if printer.convert is _hex_bytes:
+                        out.append(_hex_column(block))
+                        continue
+                    values: list = [bytes(r) for r in block]
+                else:
+                    size = _CODE_SIZE[code]
+                    values = np.ascontiguousarray(rows[:, printer.offset : printer.offset + size]).view(
+                        order + _CODE_DTYPE[code]).reshape(n).tolist()
+                if printer.convert is not None:
+                    convert = printer.convert
+                    table = {v: convert(v) for v in set(values)}
+                    values = list(map(table.__getitem__, values))
+                out.append(values)
+            else:
+                if records is None:
+                    min_size = self.min_size
+                    records = [d if len(d) >= min_size else d.ljust(min_size, b"\0") for d in payloads()]
+                fn = printer.fn
+                out.append([fn(d, a) for d, a in zip(records, afters)])
+        return out
+
+
+_CODE_DTYPE = {"b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "q": "i8", "Q": "u8"}
+_CODE_SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8}
+# "xx, " for every byte value, as one 4-byte item: ARRAY[..] text of many rows at once
+_HEX_TABLE = np.frombuffer(b"".join(b"%02x, " % i for i in range(256)), dtype=np.uint32)
+
+
+def _hex_column(block: np.ndarray) -> list[str]:
+    """:func:`_hex_bytes` of every row of an (N, k) uint8 matrix."""
+    n, k = block.shape
+    if k == 0:
+        return [""] * n
+    step, width = 4 * k, 4 * k - 2  # each row's text is followed by a ", " to drop
+    text = _HEX_TABLE[block].tobytes().decode("ascii")
+    return [text[i : i + width] for i in range(0, n * step, step)]
+
+
+# "00".."99" as 2-byte items: the digits of many numbers at once
+_PAIRS = np.frombuffer(b"".join(b"%02d" % i for i in range(100)), dtype=np.uint16)
+
+
+def _time_matrix(cpu: np.ndarray, usecs: np.ndarray, out: np.ndarray) -> None:
+    """Write ``" [%03d] %5d.%06d:"`` (20 bytes) of cpu and usecs into each row of ``out``.
+
+    The caller checks 0 <= cpu <= 999 and 0 <= usecs < 100000 s.
+    """
+    secs, frac = np.divmod(usecs, 1_000_000)
+    ucpu, cpu_at = np.unique(cpu, return_inverse=True)
+    out[:, 0:7] = np.frombuffer("".join(" [%03d] " % c for c in ucpu.tolist()).encode(), np.uint8).reshape(-1, 7)[
+        cpu_at.reshape(-1)]
+    usecs_s, secs_at = np.unique(secs, return_inverse=True)
+    out[:, 7:13] = np.frombuffer("".join("%5d." % v for v in usecs_s.tolist()).encode(), np.uint8).reshape(-1, 6)[
+        secs_at.reshape(-1)]
+    frac = frac.astype(np.int32)
+    digits = np.empty((len(frac), 3), dtype=np.uint16)
+    digits[:, 0] = _PAIRS[frac // 10000]
+    digits[:, 1] = _PAIRS[(frac // 100) % 100]
+    digits[:, 2] = _PAIRS[frac % 100]
+    out[:, 13:19] = digits.view(np.uint8)
+    out[:, 19] = ord(":")
+
+
+def _split_rows(matrix: np.ndarray) -> list[str]:
+    """Each row of an ASCII (N, w) matrix as a str."""
+    n, w = matrix.shape
+    text = matrix.tobytes().decode("ascii")
+    return [text[i : i + w] for i in range(0, n * w, w)]
+
+
+class _RawEventPlan:
+    """The compiled -R printer of one event type."""
+
+    def __init__(self, fmt: EventFormat, symbols: TraceSymbols):
+        little = symbols.little_endian
+        pieces = split_print_fmt(fmt.print_fmt)
+        slots: list[tuple[str, _Direct | _Computed]] = []
+        # print_selected_fields: the search for a field's conversion starts after the
+        # previous field's match and wraps around; once a match was the last piece
+        # the position is "nothing" and every later field prints raw.
+        position: int | None = 0
+        for f in fmt.event_fields:
+            printer: _Direct | _Computed | None = None
+            if _is_array(f) and not f.is_dynamic and not _is_string_type(f) and f.size:
+                # a fixed array of numbers always prints as ARRAY[..] hex bytes
+                printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes)
+            elif _is_array(f):
+                printer = _Computed(_ArrayPrinter(f, little))
+            elif position is not None and pieces:
+                found = self._find_piece(pieces, position, f.name)
+                if found is not None:
+                    index, prefix_0x = found
+                    piece = pieces[index]
+                    keep = _plain_field_arg(piece.arg)[1]  # type: ignore[index]
+                    if piece.kind == "digit":
+                        printer = _digit_conversion(f, piece, keep, little)
+                    elif piece.kind == "pointer":
+                        printer = _pointer_conversion(f, piece, keep, symbols)
+                    if printer is not None and prefix_0x:
+                        printer = _prefixed(printer, "0x")
+                    position = index + 1 if index + 1 < len(pieces) else None
+            if printer is None:
+                printer = _raw_scalar(f, little)
+            slots.append((f.name, printer))
+        self._compile(fmt, slots, little)
+
+    @staticmethod
+    def _find_piece(pieces: list[PrintFmtPiece], start: int, name: str) -> tuple[int, bool] | None:
+        """print_field's search: (piece index, literal before it ends in "0x")."""
+        has_0x = False
+        n = len(pieces)
+        for step in range(n):
+            i = (start + step) % n
+            piece = pieces[i]
+            if piece.kind == "string":
+                has_0x = len(piece.text) > 1 and piece.text.endswith("0x")
+                continue
+            plain = _plain_field_arg(piece.arg)
+            if plain is None or plain[0] != name:
+                has_0x = False
+                continue
+            return i, has_0x
+        return None
+
+    def _compile(self, fmt: EventFormat, slots: list[tuple[str, _Direct | _Computed]], little: bool) -> None:
+        """Generate this event's line function: one struct unpack, one ``%``.
+
+        The generated code is a single tuple expression over the unpacked values
+        (``v[i]``), the converters of byte arrays and the computed fields, so a
+        record costs no per-field Python loop and no dict.
+        """
+        order = "<" if little else ">"
+        pid_field = fmt.field("common_pid")
+        pid_offset = pid_field.offset if pid_field is not None else 4
+        self.slots = slots
+        self.little = little
+        self.pid_offset = pid_offset
+        reads = [_Direct("i", pid_offset, "")] + [p for _, p in slots if isinstance(p, _Direct)]
+        env: dict[str, Any] = {}
+        text: list[str] = []
+        items: list[str] = []
+        value = 1  # index into the unpacked tuple; 0 is common_pid
+        for number, (name, printer) in enumerate(slots):
+            if isinstance(printer, _Direct):
+                text.append(f" {name}={printer.pyfmt}")
+                if printer.convert is not None:
+                    env[f"convert{number}"] = printer.convert
+                    items.append(f"convert{number}(v[{value}])")
+                else:
+                    items.append(f"v[{value}]")
+                value += 1
+            else:
+                text.append(f" {name}=%s")
+                env[f"compute{number}"] = printer.fn
+                items.append(f"compute{number}(payload, after)")
+        self.fields_format = "".join(text)
+        # one struct for every read when they come in offset order, else one each
+        layout, pos, ordered = [order], 0, True
+        for r in reads:
+            if r.offset < pos:
+                ordered = False
+                break
+            layout.append(f"{r.offset - pos}x{r.code}" if r.offset > pos else r.code)
+            pos = r.offset + struct.calcsize(r.code)
+        if ordered:
+            unpacker = struct.Struct("".join(layout))
+            env["unpack"] = unpacker.unpack_from
+            self.min_size = unpacker.size
+        else:
+            separate = [(struct.Struct(order + r.code).unpack_from, r.offset) for r in reads]
+            env["unpack"] = lambda data: tuple(u(data, off)[0] for u, off in separate)
+            self.min_size = max(r.offset + struct.calcsize(r.code) for r in reads)
+        env["MIN_SIZE"] = self.min_size
+        values = ", ".join(items)
+        source = (
+            "def fields(fields_format, payload, after):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            f"    return fields_format % ({values}{',' if items else ''})\n"
+            "def line_usecs(line_format, payload, after, cpu, ts, columns, task_column):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            "    t = (ts + 500) // 1000\n"
+            f"    return line_format % (columns.get(v[0]) or task_column(v[0]), cpu, t // 1000000, t % 1000000, {values})\n"
+            "def line_other(line_format, payload, after, cpu, time_text, task_column):\n"
+            "    if len(payload) < MIN_SIZE:\n"
+            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
+            "    v = unpack(payload)\n"
+            f"    return line_format % (task_column(v[0]), cpu, time_text, {values})\n"
+        )
+        exec(compile(source, f"<-R printer of {fmt.full_name}>", "exec"), env)  # noqa: S102
+        self.fields = env["fields"]
+        self.line_usecs = env["line_usecs"]
+        self.line_other = env["line_other"]
+        # the % conversions of fields_format after which the text may end in a newline
+        self.may_end_in_newline = bool(slots) and (isinstance(slots[-1][1], _Computed)
+                                                   or slots[-1][1].pyfmt.endswith("%s"))
+
+    def columns(self, rows: np.ndarray, lengths: np.ndarray, payloads: Callable[[], list[bytes]],
+                afters: Iterable[bytes]) -> list[list]:
+        """The values of ``fields_format`` for many records of this event, one list per conversion.
+
+        ``rows``: (N, ≥ min_size) bytes of the records, zero past each one's end
+        (as :meth:`fields` pads a short record); ``payloads()`` the records as bytes,
+        asked for only when a field needs code per record.  Those run in the
+        records' order, so a string field turning ``ARRAY[..]`` stays so.
+        """
+        n = len(rows)
+        order = "<" if self.little else ">"
+        out: list[list] = []
+        records: list[bytes] | None = None
+        for _, printer in self.slots:
+            if isinstance(printer, _Direct):
+                code = printer.code
+                if code[-1] == "s":
+                    size = int(code[:-1])
+                    block = rows[:, printer.offset : printer.offset + size]
+                    if printer.convert is _hex_bytes:
+                        out.append(_hex_column(block))
+                        continue
+                    values: list = [bytes(r) for r in block]
+                else:
+                    size = _CODE_SIZE[code]
+                    values = np.ascontiguousarray(rows[:, printer.offset : printer.offset + size]).view(
+                        order + _CODE_DTYPE[code]).reshape(n).tolist()
+                if printer.convert is not None:
+                    convert = printer.convert
+                    table = {v: convert(v) for v in set(values)}
+                    values = list(map(table.__getitem__, values))
+                out.append(values)
+            else:
+                if records is None:
+                    min_size = self.min_size
+                    records = [d if len(d) >= min_size else d.ljust(min_size, b"\0") for d in payloads()]
+                fn = printer.fn
+                out.append([fn(d, a) for d, a in zip(records, afters)])
+        return out
+
+
+_CODE_DTYPE = {"b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "q": "i8", "Q": "u8"}
+_CODE_SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8}
+# "xx, " for every byte value, as one 4-byte item: ARRAY[..] text of many rows at once
+_HEX_TABLE = np.frombuffer(b"".join(b"%02x, " % i for i in range(256)), dtype=np.uint32)
+
+
+def _hex_column(block: np.ndarray) -> list[str]:
+    """:func:`_hex_bytes` of every row of an (N, k) uint8 matrix."""
+    n, k = block.shape
+    if k == 0:
+        return [""] * n
+    step, width = 4 * k, 4 * k - 2  # each row's text is followed by a ", " to drop
+    text = _HEX_TABLE[block].tobytes().decode("ascii")
+    return [text[i : i + width] for i in range(0, n * step, step)]
+
+
+_POWERS = np.array([10**i for i in range(5, -1, -1)], dtype=np.int64)
+_DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
+_SPACE_BELOW = np.array([10_000, 1000, 100, 10, 0], dtype=np.int64)
+
+
+def _cpu_time_column(cpu: np.ndarray, ts: np.ndarray) -> list[str] | None:
+    """``" [%03d] %5d.%06d:"`` of cpu and the rounded usecs of ``ts``, for every record;
+    None when some value does not fit that fixed width (then ``%`` does it)."""
+    n = len(ts)
+    usecs = ((ts + 500) // 1000).astype(np.int64)
+    if n == 0 or int(usecs.min()) < 0 or int(usecs.max()) >= 100_000 * 1_000_000 \
+            or int(cpu.min()) < 0 or int(cpu.max()) > 999:
+        return None
+    secs, frac = np.divmod(usecs, 1_000_000)
+    out = np.empty((n, 21), dtype=np.uint8)
+    out[:, 0:2] = np.frombuffer(b" [", dtype=np.uint8)
+    out[:, 2:5] = _DIGITS[(cpu.astype(np.int64)[:, None] // _POWERS[3:]) % 10]
+    out[:, 5:7] = np.frombuffer(b"] ", dtype=np.uint8)
+    digits = _DIGITS[(secs[:, None] // _POWERS[1:]) % 10]
+    digits[secs[:, None] < _SPACE_BELOW] = ord(" ")  # %5d: spaces before the first digit
+    out[:, 7:12] = digits
+    out[:, 12] = ord(".")
+    out[:, 13:19] = _DIGITS[(frac[:, None] // _POWERS) % 10]
+    out[:, 19] = ord(":")
+    out[:, 20] = 0
+    text = out[:, :20].tobytes().decode("ascii")
+    return [text[i : i + 20] for i in range(0, n * 20, 20)]
 
 
 def _prefixed(printer: _Direct | _Computed, prefix: str) -> _Direct | _Computed:
@@ -653,6 +967,8 @@ class ReportFormatter:
         self._renderers: dict[int, EventRenderer] = {}
         self._raw_plans: dict[int, tuple[_RawEventPlan, str]] = {}
         self._header_by_pid: dict[int, str] = {}
+        self._batches: dict[int, Any] = {}
+        self._scratch: TraceSymbols | None = None
 
     # -- pieces ---------------------------------------------------------------
 
@@ -750,6 +1066,262 @@ class ReportFormatter:
             return f"CPU:{cpu} [EVENTS DROPPED]\n" + text
         return text
 
+    # -- many lines at once ---------------------------------------------------
+
+    def index_lines(self, buffers: list, index: Any, *, page_size: int, tail_types: set[int],
+                    chunk: int = 1 << 16) -> Iterator[list[str]]:
+        """The lines of every record of a merged index, a list of lines per run of ``chunk`` records.
+
+        ``index`` has numpy ``cpu``, ``ts``, ``offset``, ``length``, ``type_id`` and
+        ``missed_before`` (a ``MergedIndex``); ``buffers[cpu]`` is that CPU's uint8
+        buffer.  Records of ``tail_types`` get the rest of their page as ``after``
+        (see :meth:`raw_fields`).  The lines are those :meth:`line` gives one by one.
+        """
+        bufs = [np.asarray(b, dtype=np.uint8) if not isinstance(b, np.ndarray) else b for b in buffers]
+        views = [memoryview(b) for b in bufs]
+        for start in range(0, len(index.ts), chunk):
+            end = start + chunk
+            yield self.lines_of(bufs, views, index.cpu[start:end], index.ts[start:end], index.offset[start:end],
+                                index.length[start:end], index.type_id[start:end], index.missed_before[start:end],
+                                page_size=page_size, tail_types=tail_types)
+
+    def lines_of(self, bufs: list[np.ndarray], views: list[memoryview], cpu: np.ndarray, ts: np.ndarray,
+                 offset: np.ndarray, length: np.ndarray, type_id: np.ndarray, missed: np.ndarray, *,
+                 page_size: int, tail_types: set[int]) -> list[str]:
+        """The lines of records in report order, built a whole event type at a time.
+
+        Each type's lines come from one ``%`` template over columns of values
+        (numpy reads for fixed fields, code per record only for strings and the
+        like, run in the records' order).  What trace-cmd learns as the report
+        goes (the sched plugin's pid -> comm entries) is applied in record
+        order before any first column is written.
+        """
+        n = len(ts)
+        if n == 0:
+            return []
+        order = np.argsort(type_id, kind="stable")
+        sorted_ids = type_id[order]
+        bounds = (np.flatnonzero(np.diff(sorted_ids)) + 1).tolist()
+        groups = [(int(sorted_ids[s]), order[s:e]) for s, e in zip([0] + bounds, bounds + [n])]
+        learned = {} if self.raw else self._learn_comms(bufs, views, groups, cpu, offset, length)
+        out = np.empty(n, dtype=object)
+        for type_id_, pos in groups:
+            fmt = self.formats.get(type_id_)
+            if fmt is None:
+                out[pos] = _UNKNOWN_EVENT + _UNKNOWN_EVENT + _name_column("(NULL)") + _UNKNOWN_EVENT
+                continue
+            out[pos] = self._type_lines(fmt, bufs, views, pos, cpu[pos], ts[pos], offset[pos], length[pos],
+                                        learned, page_size=page_size, tail=type_id_ in tail_types)
+        lines = out.tolist()
+        if missed.any():
+            for i in np.flatnonzero(missed).tolist():
+                m = int(missed[i])
+                prefix = f"CPU:{int(cpu[i])} [{m} EVENTS DROPPED]\n" if m > 0 else f"CPU:{int(cpu[i])} [EVENTS DROPPED]\n"
+                lines[i] = prefix + lines[i]
+        return lines
+
+    def _type_lines(self, fmt: EventFormat, bufs: list[np.ndarray], views: list[memoryview], pos: np.ndarray,
+                    cpu: np.ndarray, ts: np.ndarray, offset: np.ndarray, length: np.ndarray,
+                    learned: dict[int, int], *, page_size: int, tail: bool) -> list[str]:
+        """The lines of the records of one event type (given in report order)."""
+        pid_field = fmt.field("common_pid")
+        pid_offset = pid_field.offset if pid_field is not None else 4
+        cpu_list = cpu.tolist()
+        offset_list = offset.tolist()
+        length_list = length.tolist()
+
+        def payloads() -> list[bytes]:
+            return [views[c][o : o + ln].tobytes() for c, o, ln in zip(cpu_list, offset_list, length_list)]
+
+        if self.raw:
+            plan, _ = self._raw_plan(fmt)
+            line_format = _name_column(fmt.name).replace("%", "%%") + plan.fields_format
+            width = max(plan.min_size, pid_offset + 4)
+            rows = _gather_rows(bufs, cpu, offset, length, width)
+            if tail:
+                afters: Iterable[bytes] = [
+                    views[c][o + ln : (o // page_size + 1) * page_size].tobytes()
+                    for c, o, ln in zip(cpu_list, offset_list, length_list)]
+            else:
+                afters = itertools.repeat(b"")
+            values = plan.columns(rows, length, payloads, afters)
+            strip = plan.may_end_in_newline
+            fields_template = plan.fields_format
+        else:
+            batch = self._print_batch(fmt)
+            if batch is not None:
+                width = max(batch.width, pid_offset + 4)
+                rows = _gather_rows(bufs, cpu, offset, length, width)
+                values = batch.columns(rows, length, payloads)
+                fields_template = batch.template
+            else:  # a plugin: its text record by record (comms it teaches are handled apart)
+                rows = _gather_rows(bufs, cpu, offset, length, pid_offset + 4)
+                renderer = self._renderers.get(fmt.id) or self.info_renderer(fmt)
+                scratch = self._scratch_symbols()
+                values = [[renderer.render(d, scratch) for d in payloads()]]
+                fields_template = "%s"
+            strip = fields_template[-1:] in ("s", "\n", "")
+            line_format = _name_column(fmt.name).replace("%", "%%") + fields_template
+        pids = np.ascontiguousarray(rows[:, pid_offset : pid_offset + 4]).view(
+            "<i4" if self.symbols.little_endian else ">i4").reshape(len(rows))
+        if not self.raw and int(length.min()) < pid_offset + 4:
+            # what line() reads: the bytes there are (a short record's pid is not zero-padded)
+            pids = pids.copy()
+            for i in np.flatnonzero(length < pid_offset + 4).tolist():
+                pids[i] = self._pid(views[cpu_list[i]][offset_list[i] : offset_list[i] + length_list[i]].tobytes(),
+                                    fmt)
+        columns = [self._heads(pids, cpu, ts, pos, learned), *values]
+        line_format = "%s" + line_format
+        lines = list(map(line_format.__mod__, zip(*columns)))
+        if strip:
+            lines = [text[:-1] if text[-1:] == "\n" else text for text in lines]
+        return lines
+
+    def _heads(self, pids: np.ndarray, cpu: np.ndarray, ts: np.ndarray, pos: np.ndarray,
+               learned: dict[int, int]) -> list[str]:
+        """``"%16s-%-5d [%03d] %5d.%06d:"`` (task column, cpu, timestamp) of every record.
+
+        ``learned``: pid -> position of the record that taught its comm (see
+        :meth:`_learn_comms`); records up to it still show ``<...>``.
+        """
+        unique, at = np.unique(pids, return_inverse=True)
+        at = at.reshape(-1)
+        unique_list = unique.tolist()
+        columns = [self._task_column(pid) for pid in unique_list]
+        n = len(pids)
+        relearnt = [pid for pid in unique_list if pid in learned]
+        usecs = ((ts + 500) // 1000).astype(np.int64) if self.in_usecs else None
+        if usecs is not None and int(usecs.min()) >= 0 and int(usecs.max()) < 100_000 * 1_000_000 \
+                and int(cpu.min()) >= 0 and int(cpu.max()) <= 999:
+            width = len(columns[0])
+            if not relearnt and all(len(c) == width and c.isascii() for c in columns):
+                matrix = np.empty((n, width + 20), dtype=np.uint8)
+                matrix[:, :width] = np.frombuffer("".join(columns).encode(), np.uint8).reshape(-1, width)[at]
+                _time_matrix(cpu, usecs, matrix[:, width:])
+                return _split_rows(matrix)
+            matrix = np.empty((n, 20), dtype=np.uint8)
+            _time_matrix(cpu, usecs, matrix)
+            times = _split_rows(matrix)
+        elif usecs is not None:
+            times = list(map(" [%03d] %5d.%06d:".__mod__, zip(cpu.tolist(), (usecs // 1_000_000).tolist(),
+                                                                (usecs % 1_000_000).tolist())))
+        else:
+            times = [" [%03d] %s:" % (c, self.timestamp(t)) for c, t in zip(cpu.tolist(), ts.tolist())]
+        tasks = [columns[i] for i in at.tolist()]
+        if relearnt:
+            positions = pos.tolist()
+            for i, pid in enumerate(pids.tolist()):
+                taught_at = learned.get(pid)
+                if taught_at is not None and positions[i] <= taught_at:
+                    tasks[i] = "           <...>-%-5d" % pid
+        return list(map(str.__add__, tasks, times))
+
+    def info_renderer(self, fmt: EventFormat) -> EventRenderer:
+        """The renderer of ``fmt``'s pretty text (its plugin's or its print fmt's)."""
+        renderer = self._renderers.get(fmt.id)
+        if renderer is None:
+            renderer = self._renderers[fmt.id] = make_renderer(fmt)
+        return renderer
+
+    def _print_batch(self, fmt: EventFormat) -> Any:
+        """The print fmt batch plan of ``fmt``, or None when a plugin renders it."""
+        if fmt.id not in self._batches:
+            renderer = self.info_renderer(fmt)
+            plan = getattr(renderer, "batch_plan", None)
+            self._batches[fmt.id] = plan(self.symbols) if plan is not None else None
+        return self._batches[fmt.id]
+
+    def _scratch_symbols(self) -> TraceSymbols:
+        """The symbols with a pid -> comm table of their own: plugins render with it in batches,
+        the comms they teach being applied in record order by :meth:`_learn_comms`."""
+        if self._scratch is None:
+            scratch = copy.copy(self.symbols)
+            scratch.cmdlines = copy.deepcopy(self.symbols.cmdlines)
+            self._scratch = scratch
+        return self._scratch
+
+    def _learn_comms(self, bufs: list[np.ndarray], views: list[memoryview], groups: list[tuple[int, np.ndarray]],
+                     cpu: np.ndarray, offset: np.ndarray, length: np.ndarray) -> dict[int, int]:
+        """Teach the pid -> comm table what the plugins of these records teach, in record order.
+
+        Returns pid -> position of the record that taught it (that record and
+        the ones before it still show the old first column).
+        """
+        little = self.symbols.little_endian
+        by_pid = self._comm_by_pid
+        taught: list[tuple[int, int, int, str]] = []
+        for type_id_, pos in groups:
+            fmt = self.formats.get(type_id_)
+            teacher = comm_teacher(fmt) if fmt is not None else None
+            if teacher is None:
+                continue
+            width = max(f.offset + f.size for f in teacher.pid_fields)
+            sel_cpu, sel_off, sel_len = cpu[pos], offset[pos], length[pos]
+            rows = _gather_rows(bufs, sel_cpu, sel_off, sel_len, width)
+            candidate = sel_len < width
+            for f in teacher.pid_fields:
+                code = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}.get(f.size)
+                if code is None:
+                    candidate[:] = True
+                    break
+                values = np.ascontiguousarray(rows[:, f.offset : f.offset + f.size]).view(
+                    ("<" if little else ">") + code).reshape(len(rows))
+                unique = np.unique(values)
+                unknown = [v for v in unique.tolist() if v and v not in by_pid]
+                if unknown:
+                    candidate |= np.isin(values, np.array(unknown, dtype=values.dtype))
+            if not candidate.any():
+                continue
+            pos_list = pos.tolist()
+            for i in np.flatnonzero(candidate).tolist():
+                o = int(sel_off[i])
+                payload = views[int(sel_cpu[i])][o : o + int(sel_len[i])].tobytes()
+                for k, (pid, comm) in enumerate(teacher(payload, little)):
+                    taught.append((pos_list[i], k, pid, comm))
+        learned: dict[int, int] = {}
+        taught.sort(key=lambda t: (t[0], t[1]))
+        for position, _, pid, comm in taught:
+            if pid and pid not in by_pid:
+                by_pid[pid] = comm
+                learned[pid] = position
+        return learned
+
+
+def _gather_rows(bufs: list[np.ndarray], cpu: np.ndarray, offset: np.ndarray, length: np.ndarray,
+                 width: int) -> np.ndarray:
+    """(N, width) uint8: the first ``width`` bytes of each record, zero past its end."""
+    n = len(offset)
+    out = np.zeros((n, width), dtype=np.uint8)
+    if n == 0 or width == 0:
+        return out
+    cpus = np.unique(cpu).tolist()
+    for c in cpus:
+        sel = np.flatnonzero(cpu == c) if len(cpus) > 1 else None
+        off = offset if sel is None else offset[sel]
+        buf = bufs[c]
+        beyond = off > len(buf) - width
+        if beyond.any():  # records near the buffer's end: copy what there is
+            for i in np.flatnonzero(beyond).tolist():
+                o = int(off[i])
+                piece = buf[o : o + width]
+                out[i if sel is None else sel[i], : len(piece)] = piece
+            keep = np.flatnonzero(~beyond)
+            off = off[keep]
+            sel = keep if sel is None else sel[keep]
+        if len(buf) >= width and len(off):
+            block = sliding_window_view(buf, width)[off]
+            if sel is None:
+                out[:] = block
+            else:
+                out[sel] = block
+    short = length < width
+    if short.any():
+        idx = np.flatnonzero(short)
+        sub = out[idx]
+        sub[np.arange(width) >= length[idx][:, None]] = 0
+        out[idx] = sub
+    return out
+
 
 def report_lines(reader: Any, *, raw: bool = False) -> Iterator[str]:
     """Every line of ``trace-cmd report [-R]`` for a trace.dat reader (no newlines).
@@ -773,30 +1345,13 @@ def report_lines(reader: Any, *, raw: bool = False) -> Iterator[str]:
         return
     merged = reader.index()
     formats = reader.formats
-    buffers = [memoryview(reader.cpu_buffer(cpu)[0]) for cpu in range(reader.cpus)]
+    buffers = [np.asarray(reader.cpu_buffer(cpu)[0], dtype=np.uint8) for cpu in range(reader.cpus)]
     page_size = int(getattr(reader, "page_size", 4096))
-    page_mask = ~(page_size - 1)
     # only a trailing "char buf[]" string can run past its record (ftrace:print, raw_data)
     tail_types = {type_id for type_id, fmt in formats.items()
                   if any(f.array_len == 0 and _is_string_type(f) for f in fmt.event_fields)}
-    fast = raw and formatter.in_usecs
-    plans = formatter._raw_plans
-    columns = formatter._header_by_pid
-    task_column = formatter._task_column
-    for cpu, ts, off, length, type_id, missed in zip(merged.cpu.tolist(), merged.ts.tolist(),
-                                                     merged.offset.tolist(), merged.length.tolist(),
-                                                     merged.type_id.tolist(), merged.missed_before.tolist()):
-        end = off + length
-        buf = buffers[cpu]
-        after = buf[end : (off & page_mask) + page_size] if type_id in tail_types else b""
-        fmt = formats.get(type_id)
-        if fast and fmt is not None and not missed:
-            # ReportFormatter.line's -R path, inlined: this loop is the hot one
-            plan, line_format = plans.get(type_id) or formatter._raw_plan(fmt)
-            text = plan.line_usecs(line_format, buf[off:end].tobytes(), after, cpu, ts, columns, task_column)
-            yield text[:-1] if text[-1:] == "\n" else text
-        else:
-            yield line(cpu, ts, buf[off:end].tobytes(), fmt, missed_before=missed, after=after)
+    for lines in formatter.index_lines(buffers, merged, page_size=page_size, tail_types=tail_types):
+        yield from lines
 
 
 def write_report(lines: Iterable[str], out) -> None:

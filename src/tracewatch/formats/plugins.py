@@ -40,6 +40,8 @@ __all__ = [
     "make_renderer",
     "find_function",
     "PLUGIN_EVENTS",
+    "CommTeacher",
+    "comm_teacher",
 ]
 
 #: Produces the generic print fmt text of the record being rendered.
@@ -412,6 +414,10 @@ class _PrintFmtEventRenderer:
     def render(self, payload: bytes, symbols: TraceSymbols) -> str:
         return self._print_fmt.render(payload, symbols)
 
+    def batch_plan(self, symbols: TraceSymbols):
+        """The print fmt's :class:`~.print_fmt.PrintFormatBatch`: many records at once."""
+        return self._print_fmt.batch_plan(symbols)
+
 
 class _PluginEventRenderer:
     """An event with a plugin; the print fmt is built only if the plugin asks for it."""
@@ -428,6 +434,46 @@ class _PluginEventRenderer:
 
     def render(self, payload: bytes, symbols: TraceSymbols) -> str:
         return self._plugin(payload, symbols, lambda: self._default_text(payload, symbols))
+
+
+class CommTeacher:
+    """What a sched handler adds to the pid -> comm table for one record.
+
+    ``teacher(payload, little)`` is the list of ``(pid, comm)`` pairs its handler
+    passes to ``tep_register_comm``, in order; ``pid_fields`` the fields the pids
+    come from (unsigned), so that records whose pids are all known can be
+    skipped without decoding them.
+    """
+
+    def __init__(self, pairs: list[tuple[Field, Field]], pid_fields: list[Field]) -> None:
+        self._pairs = pairs
+        self.pid_fields = pid_fields
+
+    def __call__(self, payload: bytes, little: bool) -> list[tuple[int, str]]:
+        return [(_read_unsigned(payload, pid_f, little), _comm_text(payload, comm_f)) for pid_f, comm_f in self._pairs]
+
+
+def comm_teacher(fmt: EventFormat) -> CommTeacher | None:
+    """The comms the plugin of ``fmt`` teaches (sched_switch, sched_wakeup[_new]), or None."""
+    factory = PLUGIN_EVENTS.get((fmt.system, fmt.name))
+    if factory is _sched_switch:
+        prev_pid, prev_comm = fmt.field("prev_pid"), fmt.field("prev_comm")
+        next_pid, next_comm = fmt.field("next_pid"), fmt.field("next_comm")
+        if prev_pid is None:  # the handler stops before registering anything
+            return None
+        pairs = []
+        if prev_comm is not None:
+            pairs.append((prev_pid, prev_comm))
+        if next_pid is not None and next_comm is not None:
+            pairs.append((next_pid, next_comm))
+    elif factory is _sched_wakeup:
+        pid_f, comm_f = fmt.field("pid"), fmt.field("comm")
+        pairs = [(pid_f, comm_f)] if pid_f is not None and comm_f is not None else []
+    else:
+        return None
+    if not pairs:
+        return None
+    return CommTeacher(pairs, [p for p, _ in pairs])
 
 
 def make_renderer(fmt: EventFormat) -> EventRenderer:

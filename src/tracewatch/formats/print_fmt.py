@@ -54,7 +54,7 @@ from ..errors import TraceFormatError
 from .event_format import EventFormat, Field
 from .symbols import TraceSymbols
 
-__all__ = ["PrintFormat", "PrintFormatError"]
+__all__ = ["PrintFormat", "PrintFormatBatch", "PrintFormatError"]
 
 
 class PrintFormatError(TraceFormatError):
@@ -1121,6 +1121,87 @@ def _element_size(f: Field, long_size: int) -> int:
 Getter = Callable[[bytes, int, _SymbolView], object]
 
 
+# ---------------------------------------------------------------------------
+# Column forms of getters, for rendering many records of one type at once
+# (PrintFormat.batch_plan).  A getter whose value is a plain read of fixed
+# record bytes carries a ``_col`` attribute saying so; the batch renderer then
+# reads that value for every record with one numpy operation.
+
+
+class _Col:
+    """The value ``size`` bytes at ``offset`` (``signed`` or not) hold, 0 when
+    the record is shorter than ``need``; then ``& mask`` and, if ``sign_bits``,
+    the low ``sign_bits`` bits as a signed number.  ``const``: a fixed value."""
+
+    __slots__ = ("offset", "size", "signed", "need", "mask", "sign_bits", "const")
+
+    def __init__(self, offset: int = 0, size: int = 0, signed: bool = False, need: int = 0,
+                 mask: int | None = None, sign_bits: int = 0, const: int | None = None) -> None:
+        self.offset, self.size, self.signed, self.need = offset, size, signed, need
+        self.mask, self.sign_bits, self.const = mask, sign_bits, const
+
+    def masked(self, mask: int, sign_bits: int = 0) -> "_Col | None":
+        """This value ``& mask`` (then signed from ``sign_bits``), or None when not expressible."""
+        if self.sign_bits or self.signed:
+            return None
+        if self.const is not None:
+            v = self.const & mask
+            if sign_bits and v >> (sign_bits - 1) & 1:
+                v -= 1 << sign_bits
+            return _Col(const=v)
+        new = mask if self.mask is None else self.mask & mask
+        return _Col(self.offset, self.size, False, self.need, new, sign_bits)
+
+
+class _MapCol:
+    """``fn(value, symbol_view)`` of a column value (a pure function: symbol names, flags)."""
+
+    __slots__ = ("inner", "fn")
+
+    def __init__(self, inner: _Col, fn: Callable[[int, "_SymbolView"], str]) -> None:
+        self.inner, self.fn = inner, fn
+
+
+def _col_of(fn: object) -> _Col | None:
+    col = getattr(fn, "_col", None)
+    return col if isinstance(col, _Col) else None
+
+
+def _with_col(fn, col):
+    """Attach a column form (or nothing, for None) to a getter or reader and return it."""
+    if col is not None:
+        fn._col = col
+    return fn
+
+
+_NP_INT = {(1, False): "u1", (2, False): "u2", (4, False): "u4", (8, False): "u8",
+           (1, True): "i1", (2, True): "i2", (4, True): "i4", (8, True): "i8"}
+
+
+def _eval_col(col: _Col, rows, lengths, little: bool) -> list:
+    """The values of ``col`` for every record: ``rows`` is the (N, width) matrix of
+    their first bytes (zero past each record's end), ``lengths`` their sizes."""
+    import numpy as np  # noqa: PLC0415  (only batch rendering needs numpy)
+
+    n = len(rows)
+    if col.const is not None:
+        return [col.const] * n
+    dtype = np.dtype(("<" if little else ">") + _NP_INT[(col.size, col.signed)])
+    v = np.ascontiguousarray(rows[:, col.offset : col.offset + col.size]).view(dtype).reshape(n)
+    if n and int(lengths.min()) < col.need:
+        v = np.where(lengths >= col.need, v, 0).astype(v.dtype)
+    if col.mask is not None:
+        v = v.astype(np.uint64) & np.uint64(col.mask)
+    if col.sign_bits:
+        if col.sign_bits == 64:
+            v = v.astype(np.uint64).view(np.int64)
+        else:
+            v = v.astype(np.int64)
+            top = 1 << (col.sign_bits - 1)
+            v = np.where(v & top, v - (1 << col.sign_bits), v)
+    return v.tolist()
+
+
 class _Compiler:
     """Turns argument trees into closures ``(data, size, symbols) -> value``."""
 
@@ -1142,7 +1223,7 @@ class _Compiler:
         """tep_read_number at a fixed offset; 0 when the record is too short."""
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(size)
         if code is None:
-            return lambda d, n: 0
+            return _with_col(lambda d, n: 0, _Col(const=0))
         if signed:
             code = code.lower()
         unpack = self._struct(code).unpack_from
@@ -1151,7 +1232,7 @@ class _Compiler:
         def read(d: bytes, n: int) -> int:
             return unpack(d, offset)[0] if n >= end else 0
 
-        return read
+        return _with_col(read, _Col(offset, size, signed, end))
 
     def dynamic_span(self, f: Field) -> Callable[[bytes, int], tuple[int, int]]:
         """dynamic_offset_field: (offset, length) of a __data_loc/__rel_loc field."""
@@ -1180,7 +1261,7 @@ class _Compiler:
         if kind == ATOM:
             value = _strtoull(arg.text)
             if value or arg.text[:1].isdigit():
-                return lambda d, n, sv: value
+                return _with_col(lambda d, n, sv: value, _Col(const=value))
             name = arg.text
             return lambda d, n, sv: sv.symbol_address(name)
         if kind == FIELD:
@@ -1188,14 +1269,16 @@ class _Compiler:
             if f is None:
                 return lambda d, n, sv: 0
             read = self.reader(f.offset, f.size)
-            return lambda d, n, sv: read(d, n)
+            return _with_col(lambda d, n, sv: read(d, n), _col_of(read))
         if kind == TYPE:
             inner = self.num(arg.left)
             ctype = arg.text
             mask = _cast(_M64, ctype, False)
             if mask == _M64:
                 return inner
-            return lambda d, n, sv: inner(d, n, sv) & mask
+            inner_col = _col_of(inner)
+            return _with_col(lambda d, n, sv: inner(d, n, sv) & mask,
+                             inner_col.masked(mask) if inner_col is not None else None)
         if kind == DYNAMIC_ARRAY_LEN:
             span = self.dynamic_span(arg.field)
             return lambda d, n, sv: span(d, n)[1]
@@ -1251,7 +1334,7 @@ class _Compiler:
             start = f.offset
             if arg.right.kind == ATOM and ctype is None and arg.right.text[:1].isdigit():
                 read = self.reader(start + _strtoull(arg.right.text) * es, es)  # constant index
-                return lambda d, n, sv: read(d, n)
+                return _with_col(lambda d, n, sv: read(d, n), _col_of(read))
             unpack = struct.Struct(order + code).unpack_from if code else None
 
             def at_index(d: bytes, n: int, sv: _SymbolView) -> int:
@@ -1341,12 +1424,15 @@ class _Compiler:
             # a pointer: a printk string if it points at one, else bare hex
             read = self.reader(f.offset, f.size)
 
-            def pointer_text(d: bytes, n: int, sv: _SymbolView) -> str:
-                addr = read(d, n)
+            def printk_text(addr: int, sv: _SymbolView) -> str:
                 s = sv.printk(addr)
                 return s if s is not None else format(addr, "x")
 
-            return pointer_text
+            def pointer_text(d: bytes, n: int, sv: _SymbolView) -> str:
+                return printk_text(read(d, n), sv)
+
+            read_col = _col_of(read)
+            return _with_col(pointer_text, _MapCol(read_col, printk_text) if read_col is not None else None)
         start, size = f.offset, f.size
 
         def field_text(d: bytes, n: int, sv: _SymbolView) -> str:
@@ -1400,6 +1486,9 @@ class _Compiler:
                 text = seen[val] = names_of(_to_signed64(val), _identity)
             return text
 
+        value_col = _col_of(value)
+        if value_col is not None:
+            memo_flags_text._col = _MapCol(value_col, lambda val, sv: names_of(_to_signed64(val), _identity))
         return memo_flags_text
 
     def _buffer_start(self, arg: _Arg) -> Callable[[bytes, int], int] | None:
@@ -1493,14 +1582,16 @@ class _Compiler:
             direct = self._direct_read(arg, bits, signed)
             if direct is not None:
                 return template, direct
+            value_col = _col_of(value)
             if signed:
                 def signed_value(d: bytes, n: int, sv: _SymbolView) -> int:
                     v = value(d, n, sv) & mask
                     return v - full if v & top else v
-                return template, signed_value
+                return template, _with_col(signed_value, value_col.masked(mask, bits) if value_col else None)
             if bits == 64:
                 return template, value
-            return template, lambda d, n, sv: value(d, n, sv) & mask
+            return template, _with_col(lambda d, n, sv: value(d, n, sv) & mask,
+                                       value_col.masked(mask) if value_col else None)
 
         def formatted(d: bytes, n: int, sv: _SymbolView) -> str:
             v = value(d, n, sv) & mask
@@ -1535,7 +1626,10 @@ class _Compiler:
         def direct(d: bytes, n: int, sv: _SymbolView) -> int:
             return read(d, n) if n >= end else 0
 
-        return direct
+        col = _col_of(read)
+        if col is not None and col.const is None:
+            col = _Col(col.offset, col.size, col.signed, max(col.need, end))
+        return _with_col(direct, col)
 
     def pointer(self, arg: _Arg, spec: str, star: Getter | None) -> Getter:
         """print_arg_pointer for conversion `spec` ("%p", "%pS", "%pI4", ...)."""
@@ -1548,8 +1642,7 @@ class _Compiler:
             addr_of = self.num(arg)
             with_offset = c in ("F", "S")
 
-            def symbol(d: bytes, n: int, sv: _SymbolView) -> str:
-                addr = addr_of(d, n, sv)
+            def symbol_text(addr: int, sv: _SymbolView) -> str:
                 hit = sv.function(addr)
                 if hit is None:
                     return "0x%x" % addr
@@ -1557,7 +1650,11 @@ class _Compiler:
                     return "%s+0x%x" % (hit[0], (addr - hit[1]) & _M64)
                 return hit[0]
 
-            return symbol
+            def symbol(d: bytes, n: int, sv: _SymbolView) -> str:
+                return symbol_text(addr_of(d, n, sv), sv)
+
+            addr_col = _col_of(addr_of)
+            return _with_col(symbol, _MapCol(addr_col, symbol_text) if addr_col is not None else None)
         if c in ("M", "m"):
             return self._mac(arg, ext)
         if c in ("I", "i"):
@@ -1567,7 +1664,9 @@ class _Compiler:
         if c == "h":
             return self._raw_buffer(arg, ext, star)
         addr_of = self.num(arg)
-        return lambda d, n, sv: _glibc_pointer(addr_of(d, n, sv))
+        addr_col = _col_of(addr_of)
+        return _with_col(lambda d, n, sv: _glibc_pointer(addr_of(d, n, sv)),
+                         _MapCol(addr_col, lambda v, sv: _glibc_pointer(v)) if addr_col is not None else None)
 
     def _plain_field(self, arg: _Arg) -> tuple[Field | None, str | None]:
         """The field under any casts, or the text libtraceevent prints instead."""
@@ -1921,12 +2020,15 @@ def _compile_segments(segs: list[tuple], compiler: _Compiler) -> Renderer:
     line = "".join(template)
     if not getters:
         text = line.replace("%%", "%")
-        return lambda d, n, sv: text
-    if len(getters) == 1:
+        render = lambda d, n, sv: text  # noqa: E731
+    elif len(getters) == 1:
         (g,) = getters
-        return lambda d, n, sv: line % (g(d, n, sv),)
-    gs = tuple(getters)
-    return lambda d, n, sv: line % tuple([g(d, n, sv) for g in gs])
+        render = lambda d, n, sv: line % (g(d, n, sv),)  # noqa: E731
+    else:
+        gs = tuple(getters)
+        render = lambda d, n, sv: line % tuple([g(d, n, sv) for g in gs])  # noqa: E731
+    render._batch = (line, tuple(getters))  # type: ignore[attr-defined]
+    return render
 
 
 class PrintFormat:
@@ -2007,9 +2109,68 @@ class PrintFormat:
         self._renderers[key] = r
         return r
 
+    def batch_plan(self, symbols: TraceSymbols) -> "PrintFormatBatch":
+        """How to render many records of this event at once (see :class:`PrintFormatBatch`)."""
+        key = (symbols.long_size, symbols.little_endian)
+        r = self._renderers.get(key) or self._renderer(*key)
+        batch = getattr(r, "_batch", None)
+        if batch is None:  # bprint, [FAILED TO PARSE]: the whole text per record
+            return PrintFormatBatch("%s", (r,), symbols)
+        return PrintFormatBatch(batch[0], batch[1], symbols)
+
     def __repr__(self) -> str:
         state = f" failed: {self.failure}" if self.failure else ""
         return f"<PrintFormat {self.event.full_name}{state}>"
+
+
+class PrintFormatBatch:
+    """The print fmt text of many records of one event type, as columns.
+
+    ``template % values`` is the text :meth:`PrintFormat.render` gives for a
+    record, where ``values`` is that record's row of :meth:`columns`.  Values
+    that are plain reads of the record's fixed bytes are read for every record
+    at once from ``rows``; the others are computed record by record, in the
+    order given (what libtraceevent remembers between records stays per event).
+    """
+
+    def __init__(self, template: str, getters: tuple, symbols: TraceSymbols) -> None:
+        #: a Python % template (literal ``%`` written ``%%``)
+        self.template = template
+        self._getters = getters
+        self._symbols = symbols  # its _SymbolView is built only if a value needs it (kallsyms parse)
+        cols = [getattr(g, "_col", None) for g in getters]
+        self._cols = cols
+        #: bytes of each record :meth:`columns` needs in ``rows``
+        self.width = max([(c.inner if isinstance(c, _MapCol) else c).offset
+                          + (c.inner if isinstance(c, _MapCol) else c).size
+                          for c in cols if c is not None], default=0)
+
+    def columns(self, rows, lengths, payloads: Callable[[], list[bytes]]) -> list[list]:
+        """One list of values per conversion of the template, one value per record.
+
+        ``rows``: (N, ≥ width) uint8 matrix of the records' first bytes, zero past
+        each record's end; ``lengths``: their sizes (numpy); ``payloads()``: the
+        records as bytes (asked for only when some value needs code per record).
+        """
+        sv: _SymbolView | None = None
+        little = self._symbols.little_endian
+        out: list[list] = []
+        records: list[bytes] | None = None
+        for g, c in zip(self._getters, self._cols):
+            if isinstance(c, _Col):
+                out.append(_eval_col(c, rows, lengths, little))
+            elif isinstance(c, _MapCol):
+                values = _eval_col(c.inner, rows, lengths, little)
+                fn = c.fn
+                sv = sv or _symbol_view(self._symbols)
+                table = {v: fn(v, sv) for v in set(values)}
+                out.append(list(map(table.__getitem__, values)))
+            else:
+                if records is None:
+                    records = payloads()
+                sv = sv or _symbol_view(self._symbols)
+                out.append([g(d, len(d), sv) for d in records])
+        return out
 
 
 class _BprintRenderer:

@@ -110,27 +110,21 @@ def select(index: MergedIndex, formats: dict[int, EventFormat], cpus: set[int] |
     return out
 
 
-def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[str]:
-    """The report lines of the events in ``index`` (no newlines)."""
+def report_chunks(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[list[str]]:
+    """The report lines of the events in ``index`` (no newlines), a list per run of events."""
     formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw,
                                 in_usecs=timestamps_in_usecs(reader.trace_clock))
     formats = reader.formats
     buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
+    # C's %s on a char buf[] without NUL reads on into the page: those records get the page's rest
     trailing = {i for i, f in formats.items() if any(fl.array_len == 0 for fl in f.fields)}
-    page_size = reader.page_size
-    line = formatter.line
-    for cpu, ts, off, ln, ty, missed in zip(index.cpu.tolist(), index.ts.tolist(), index.offset.tolist(),
-                                            index.length.tolist(), index.type_id.tolist(),
-                                            index.missed_before.tolist()):
-        buf = buffers[cpu]
-        payload = buf[off : off + ln].tobytes()
-        if ty in trailing:
-            # C's %s on a char buf[] without NUL reads on into the page; so must we
-            page_end = (off // page_size + 1) * page_size
-            after = buf[off + ln : page_end].tobytes()
-            yield line(cpu, ts, payload, formats.get(ty), missed_before=missed, after=after)
-        else:
-            yield line(cpu, ts, payload, formats.get(ty), missed_before=missed)
+    yield from formatter.index_lines(buffers, index, page_size=reader.page_size, tail_types=trailing)
+
+
+def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[str]:
+    """The report lines of the events in ``index`` (no newlines)."""
+    for chunk in report_chunks(reader, index, raw=raw):
+        yield from chunk
 
 
 def json_lines(reader: TraceDatReader, index: MergedIndex) -> Iterator[str]:
@@ -173,6 +167,14 @@ def write_lines(lines: Iterator[str], out: IO[bytes], chunk: int = 4096) -> None
         out.write("\n".join(buf).encode("utf-8", "surrogateescape"))
 
 
+def write_chunks(chunks: Iterator[list[str]], out: IO[bytes]) -> None:
+    """Write lists of lines to a binary stream, a list at a time (surrogate escapes: their bytes)."""
+    for lines in chunks:
+        if lines:
+            lines.append("")
+            out.write("\n".join(lines).encode("utf-8", "surrogateescape"))
+
+
 def lost_summary(reader: TraceDatReader, index: MergedIndex) -> str:
     rows = ["CPU  events      lost  pages-with-loss"]
     lost = reader.lost_events()
@@ -203,7 +205,7 @@ def _report(args: argparse.Namespace) -> int:
         write_lines(json_lines(reader, index), out)
     else:
         out.write(f"cpus={reader.cpus}\n".encode())
-        write_lines(report_lines(reader, index, raw=args.raw), out)
+        write_chunks(report_chunks(reader, index, raw=args.raw), out)
     out.flush()
     lost = reader.lost_events()
     any_lost = any(le.pages_with_loss for le in lost.values())
