@@ -112,7 +112,7 @@ class LiveSession:
         clock: str | None = None,
         subbuf_kb: int | None = None,
         setup: Callable[[Instance], list[str]] | None = None,
-        mmap: bool | None = None,
+        mmap: bool | None = False,
         release_interval: float = 0.05,
     ) -> None:
         self.requested_events = list(events)
