@@ -299,3 +299,25 @@ def test_raw_pages_per_type_counts() -> None:
         assert dict(Counter(ids[t] for t in idx.type_id.tolist())) == want[cpu]
         assert np.all(np.diff(idx.ts.astype(np.int64)) >= 0)
         assert idx.page_missed.tolist() == [0] * 16
+
+
+@needs_fixtures
+def test_walk_buffers_equals_walk_pages_per_buffer() -> None:
+    """All CPUs walked into one set of arrays: each CPU's slice is its own walk, damage and all."""
+    from tracewatch.formats.ring_page import walk_buffers
+
+    bad = bytearray(np.fromfile(RAW_PAGES / "cpu1.raw", np.uint8)[: 3 * 4096].tobytes())
+    bad[4096 + 8 : 4096 + 16] = (4000).to_bytes(8, "little")  # commit larger than the page
+    bufs = [np.fromfile(RAW_PAGES / "cpu0.raw", np.uint8), np.zeros(0, np.uint8),
+            np.frombuffer(bytes(bad) + b"\0" * 100, np.uint8)]
+    indexes, every = walk_buffers(bufs, 4096)
+    assert [len(a) for a in every] == [sum(len(i) for i in indexes)] * 4
+    start = 0
+    for buf, got in zip(bufs, indexes):
+        want = walk_pages(buf, 4096)
+        for name in ("ts", "offset", "length", "type_id", "page_ts", "page_commit", "page_missed", "page_first"):
+            assert getattr(got, name).tolist() == getattr(want, name).tolist(), name
+        assert got.damage == want.damage and got.trailing_bytes == want.trailing_bytes
+        assert every[0][start : start + len(got)].tolist() == got.ts.tolist()
+        start += len(got)
+    assert indexes[2].damage and indexes[2].trailing_bytes == 100

@@ -308,3 +308,53 @@ def test_random_corruption_only_raises_trace_format_error(tmp_path: Path, name: 
             full_read(p, keep_going=bool(i % 2))
         except TraceFormatError:
             pass
+
+
+def _head_merge_reference(ts: np.ndarray, starts: list[int], ends: list[int]) -> list[int]:
+    """trace-cmd's rule spelled out: the head with the smallest timestamp, ties to the lower CPU."""
+    heads, out = list(starts), []
+    while True:
+        live = [c for c in range(len(starts)) if heads[c] < ends[c]]
+        if not live:
+            return out
+        best = min(live, key=lambda c: (int(ts[heads[c]]), c))
+        out.append(heads[best])
+        heads[best] += 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
+    """Random per-CPU streams (sorted or not, many ties, cut short, lost events) merge as trace-cmd does."""
+    from tracewatch.formats.tracedat import _merge_kernel
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 10))
+    full = rng.integers(0, 40, k)
+    counts = np.minimum(full, rng.integers(0, 45, k))
+    starts = np.concatenate([[0], np.cumsum(full)[:-1]]).astype(np.int64)
+    ends = starts + counts
+    parts = [rng.integers(0, 25, n).astype(np.uint64) for n in full]
+    if seed % 2:
+        parts = [np.sort(p) for p in parts]
+    ts = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    n = len(ts)
+    off = np.arange(n, dtype=np.int64) * 8
+    ln = (np.arange(n) % 7).astype(np.int32)
+    ty = (np.arange(n) % 5).astype(np.uint16)
+    kept = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)] + [np.zeros(0, np.int64)])
+    lost_at = np.sort(rng.choice(kept, size=min(len(kept), 4), replace=False)).astype(np.int64)
+    lost = rng.integers(-1, 50, len(lost_at)).astype(np.int64)
+    total = int(counts.sum())
+    out = [np.empty(total, t) for t in (np.int32, np.uint64, np.int64, np.int32, np.uint16)]
+    out.append(np.zeros(total, np.int64))
+    assert _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost, *out) == total
+    order = _head_merge_reference(ts, starts.tolist(), ends.tolist())
+    missed = np.zeros(n, np.int64)
+    missed[lost_at] = lost
+    cpu_of = np.repeat(np.arange(k), full)
+    assert out[2].tolist() == off[order].tolist()
+    assert out[0].tolist() == cpu_of[order].tolist() and out[1].tolist() == ts[order].tolist()
+    assert out[3].tolist() == ln[order].tolist() and out[4].tolist() == ty[order].tolist()
+    assert out[5].tolist() == missed[order].tolist()
+    if seed % 2:  # time-ordered streams: the same as a stable sort of the CPUs one after another
+        assert order == kept[np.argsort(ts[kept], kind="stable")].tolist()

@@ -28,16 +28,19 @@ Timestamps follow libtraceevent's kbuffer (trace-cmd's decoder, our oracle):
 each header's ``time_delta`` is added to the running time, padding included.
 
 :func:`walk_pages` runs one compiled loop (numba) over a run of pages of one
-CPU and returns a :class:`PageIndex`.  It never reads past a page's commit or
-the buffer; a damaged page ends at the damage and the walk goes on with the
-next page, listing what it found in ``PageIndex.damage`` so the caller can
-raise :class:`~tracewatch.errors.TraceFormatError` or skip with keep-going.
+CPU and returns a :class:`PageIndex`; :func:`walk_buffers` walks every CPU's
+pages into one set of per-event arrays, so a merge across CPUs needs no copy.
+The walk never reads past a page's commit or the buffer; a damaged page ends
+at the damage and the walk goes on with the next page, listing what it found
+in ``PageIndex.damage`` so the caller can raise
+:class:`~tracewatch.errors.TraceFormatError` or skip with keep-going.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from numba import njit
@@ -46,6 +49,7 @@ __all__ = [
     "PageIndex",
     "PageDamage",
     "walk_pages",
+    "walk_buffers",
     "RB_MISSED_EVENTS",
     "RB_MISSED_STORED",
     "COMMIT_MASK",
@@ -146,13 +150,19 @@ class PageIndex:
         ``kbuffer_missed_events``).
         """
         out = np.zeros(len(self.ts), dtype=np.int64)
+        at, count = self.missed_at()
+        out[at] = count
+        return out
+
+    def missed_at(self) -> tuple[np.ndarray, np.ndarray]:
+        """The events that follow lost events (ascending indexes, int64) and what was lost
+        before each (-1 unknown count, or N): the non-zero entries of :attr:`missed_before`."""
         has = (self.page_missed != 0) & (self.page_first < len(self.ts))
         if len(self.page_first):
             # a page's first index equals the next page's when it has no events
             nxt = np.append(self.page_first[1:], len(self.ts))
             has &= self.page_first < nxt
-        out[self.page_first[has]] = self.page_missed[has]
-        return out
+        return self.page_first[has], self.page_missed[has]
 
     @classmethod
     def empty(cls, page_size: int) -> "PageIndex":
@@ -324,6 +334,16 @@ def _damage_message(code: int, offset: int, aux: int, data_start: int, page_size
     return f"damage code {code} at page offset {offset:#x}"
 
 
+def _as_page_bytes(buf: np.ndarray | bytes | bytearray | memoryview) -> np.ndarray:
+    """``buf`` as a contiguous 1-D uint8 array (a view when it already is one)."""
+    arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        arr = arr.reshape(-1).view(np.uint8)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
 def walk_pages(buf: np.ndarray | bytes | bytearray | memoryview, page_size: int, *,
                commit_size: int = 8, little: bool = True) -> PageIndex:
     """Find every data event in a run of ring-buffer pages of one CPU.
@@ -334,60 +354,76 @@ def walk_pages(buf: np.ndarray | bytes | bytearray | memoryview, page_size: int,
     size of the header_page ``commit`` field (8 on 64-bit kernels, 4 on
     32-bit), ``little`` the kernel's byte order.
     """
+    return walk_buffers([buf], page_size, commit_size=commit_size, little=little)[0][0]
+
+
+def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], page_size: int, *,
+                 commit_size: int = 8, little: bool = True
+                 ) -> tuple[list[PageIndex], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`walk_pages` for several runs of pages (one per CPU) at once.
+
+    Returns the :class:`PageIndex` of each buffer and the per-event arrays of
+    all of them end to end, ``(ts, offset, length, type_id)``: buffer ``i``'s
+    events are one slice of these (its PageIndex arrays are views of it), so
+    a merge across CPUs reads them without concatenating.
+    """
     if commit_size not in (4, 8):
         raise ValueError(f"commit_size must be 4 or 8, not {commit_size}")
     if page_size < 16 or page_size % 4:
         raise ValueError(f"page_size must be a multiple of 4 and at least 16, not {page_size}")
-    arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
-    if arr.dtype != np.uint8 or arr.ndim != 1:
-        arr = arr.reshape(-1).view(np.uint8)
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-    n_pages = len(arr) // page_size
-    trailing = len(arr) - n_pages * page_size
-    if n_pages == 0:
-        idx = PageIndex.empty(page_size)
-        idx.trailing_bytes = trailing
-        return idx
-    words = _as_native_words(arr[: n_pages * page_size], little)
+    arrs = [_as_page_bytes(b) for b in bufs]
+    pages_of = [len(a) // page_size for a in arrs]
     data_start = 8 + commit_size
     page_words = page_size // 4
-
-    page_ts = np.zeros(n_pages, np.uint64)
-    page_commit = np.zeros(n_pages, np.int64)
-    page_missed = np.zeros(n_pages, np.int64)
-    page_first = np.zeros(n_pages, np.int64)
-    dmg_code = np.zeros(n_pages, np.int32)
-    dmg_off = np.zeros(n_pages, np.int64)
-    dmg_aux = np.zeros(n_pages, np.int64)
+    long8 = commit_size == 8
+    per_page = page_size // 8  # most events a page can hold
 
     # Output is written in place: sized from the event density of a first run of
     # pages, grown if the rest is denser.  Untouched capacity costs no memory (the
     # pages are never faulted in), so the arrays are returned as slices.
-    probe_pages = min(n_pages, 64)
-    cap = probe_pages * (page_size // 8)
+    left = sum(pages_of)
+    cap = min(left, 64) * per_page
     outs = [np.empty(cap, np.uint64), np.empty(cap, np.int64), np.empty(cap, np.int32), np.empty(cap, np.uint16)]
-    long8 = commit_size == 8
-    per_page = page_size // 8
-    n, p = _walk_kernel(words, page_words, 0, probe_pages, data_start, long8, not little, *outs, 0,
-                        page_ts, page_commit, page_missed, page_first, dmg_code, dmg_off, dmg_aux)
-    while p < n_pages:
-        density = max(n / max(p, 1), 1.0)
-        want = n + int(density * 1.25 * (n_pages - p)) + per_page
-        grown = [np.empty(max(want, cap + per_page), a.dtype) for a in outs]
-        for new, old in zip(grown, outs):
-            new[:n] = old[:n]
-        outs = grown
-        cap = len(outs[0])
-        n, p = _walk_kernel(words, page_words, p, n_pages, data_start, long8, not little, *outs, n,
-                            page_ts, page_commit, page_missed, page_first, dmg_code, dmg_off, dmg_aux)
-    ts, off, ln, ty = (a[:n] for a in outs)
+    n = 0
+    walked = 0
+    runs = []
+    for arr, n_pages in zip(arrs, pages_of):
+        first = n
+        per_page_arrays = [np.zeros(n_pages, t) for t in (np.uint64, np.int64, np.int64, np.int64, np.int32,
+                                                           np.int64, np.int64)]
+        if n_pages:
+            words = _as_native_words(arr[: n_pages * page_size], little)
+            p = 0
+            while True:
+                n, p1 = _walk_kernel(words, page_words, p, n_pages, data_start, long8, not little, *outs, n,
+                                     *per_page_arrays)
+                walked += p1 - p
+                left -= p1 - p
+                p = p1
+                if p >= n_pages:
+                    break
+                # out of room: grow for the pages left (of this and the following buffers)
+                density = max(n / max(walked, 1), 1.0)
+                want = n + int(density * 1.25 * left) + per_page
+                grown = [np.empty(max(want, cap + per_page), a.dtype) for a in outs]
+                for new, old in zip(grown, outs):
+                    new[:n] = old[:n]
+                outs = grown
+                cap = len(outs[0])
+        runs.append((first, n, n_pages, len(arr) - n_pages * page_size, per_page_arrays))
+    every = tuple(a[:n] for a in outs)
+    ts, off, ln, ty = every
 
-    damage = [
-        PageDamage(int(p), int(dmg_off[p]),
-                   _damage_message(int(dmg_code[p]), int(dmg_off[p]), int(dmg_aux[p]), data_start, page_size))
-        for p in np.flatnonzero(dmg_code)
-    ]
-    return PageIndex(ts=ts, offset=off, length=ln, type_id=ty, page_ts=page_ts, page_commit=page_commit,
-                     page_missed=page_missed, page_first=page_first, page_size=page_size,
-                     damage=damage, trailing_bytes=trailing)
+    out = []
+    for first, end, n_pages, trailing, (page_ts, page_commit, page_missed, page_first, dmg_code, dmg_off,
+                                         dmg_aux) in runs:
+        page_first -= first
+        damage = [
+            PageDamage(int(p), int(dmg_off[p]),
+                       _damage_message(int(dmg_code[p]), int(dmg_off[p]), int(dmg_aux[p]), data_start, page_size))
+            for p in np.flatnonzero(dmg_code)
+        ]
+        out.append(PageIndex(ts=ts[first:end], offset=off[first:end], length=ln[first:end], type_id=ty[first:end],
+                             page_ts=page_ts, page_commit=page_commit, page_missed=page_missed,
+                             page_first=page_first, page_size=page_size, damage=damage, trailing_bytes=trailing))
+    return out, every

@@ -37,7 +37,7 @@ from numba import njit
 
 from ..errors import TraceFormatError
 from .event_format import EventFormat, HeaderPage, parse_event_format
-from .ring_page import PageIndex, walk_pages
+from .ring_page import PageIndex, walk_buffers, walk_pages
 from .symbols import Cmdlines, KernelSymbols, TraceSymbols, parse_printk_formats
 
 __all__ = [
@@ -399,6 +399,8 @@ class TraceDatReader:
         self._trace_clock_text: str | None = None
         self._cpu_pages: dict[int, _CpuPages] = {}
         self._cpu_index: dict[int, PageIndex] = {}
+        # per-event arrays of every CPU end to end, and each CPU's start, when walked together
+        self._walked_together: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
         self._merged: dict[bool, MergedIndex] = {}
         self._read_initial_format()
 
@@ -900,6 +902,19 @@ class TraceDatReader:
                                               little=self.little_endian)
         return self._cpu_index[cpu]
 
+    def _walk_all(self) -> None:
+        """Walk every CPU not walked yet; when none was, into one set of arrays (no concatenation to merge)."""
+        if self._cpu_index or self.cpus == 0:
+            for cpu in range(self.cpus):
+                self.cpu_index(cpu)
+            return
+        indexes, every = walk_buffers([self.cpu_buffer(c)[0] for c in range(self.cpus)], self.page_size,
+                                      commit_size=self.header_page.commit_size, little=self.little_endian)
+        starts = np.zeros(self.cpus, np.int64)
+        np.cumsum([len(i) for i in indexes[:-1]], out=starts[1:])
+        self._cpu_index.update(enumerate(indexes))
+        self._walked_together = (every, starts)
+
     def cpu_damage(self, cpu: int) -> list[tuple[int, TraceFormatError]]:
         """Damage on one CPU as (events of the CPU before it, error), in stream order."""
         pages = self._load_cpu(cpu)
@@ -949,6 +964,7 @@ class TraceDatReader:
         kg = self.keep_going if keep_going is None else keep_going
         if kg in self._merged:
             return self._merged[kg]
+        self._walk_all()
         per_cpu = []
         damage: list[TraceFormatError] = []
         cut_ts: int | None = None
@@ -978,23 +994,51 @@ class TraceDatReader:
         return merged
 
     def _merge(self, per_cpu: list[tuple[PageIndex, int]]) -> MergedIndex:
+        """The first ``n`` events of each CPU's walk, in trace-cmd's order (see :meth:`index`)."""
         counts = [n for _, n in per_cpu]
-        cpu = np.repeat(np.arange(len(per_cpu), dtype=np.int32), counts)
-        ts = np.concatenate([idx.ts[:n] for idx, n in per_cpu]) if per_cpu else np.zeros(0, np.uint64)
-        off = np.concatenate([idx.offset[:n] for idx, n in per_cpu]) if per_cpu else np.zeros(0, np.int64)
-        ln = np.concatenate([idx.length[:n] for idx, n in per_cpu]) if per_cpu else np.zeros(0, np.int32)
-        ty = np.concatenate([idx.type_id[:n] for idx, n in per_cpu]) if per_cpu else np.zeros(0, np.uint16)
-        missed = (np.concatenate([idx.missed_before[:n] for idx, n in per_cpu]) if per_cpu
-                  else np.zeros(0, np.int64))
-        ts = self._adjust_ts(ts)
-        monotonic = all(n < 2 or bool(np.all(idx.ts[1:n] >= idx.ts[: n - 1])) for idx, n in per_cpu)
-        if monotonic:
-            # concatenated in CPU order: a stable sort on ts breaks ties to the lower CPU
-            order = np.argsort(ts, kind="stable")
+        busy = [c for c, n in enumerate(counts) if n]
+        if len(busy) <= 1:
+            # at most one CPU with events: its stream order is the order, no copies
+            c = busy[0] if busy else 0
+            idx, n = per_cpu[c] if per_cpu else (PageIndex.empty(self.page_size), 0)
+            raw = idx.ts[:n]
+            shown = self._adjust_ts(raw)
+            if shown is raw or not _sorted_only_before_adjusting(raw, shown, np.zeros(1, np.int64),
+                                                                 np.full(1, n, np.int64)):
+                return MergedIndex(np.full(n, c, np.int32), shown, idx.offset[:n], idx.length[:n],
+                                   idx.type_id[:n], idx.missed_before[:n])
+        if self._walked_together is not None:
+            (ts, off, ln, ty), starts = self._walked_together
         else:
-            starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            order = _head_merge(ts, starts)
-        return MergedIndex(cpu[order], ts[order], off[order], ln[order], ty[order], missed[order])
+            ts, off, ln, ty = (np.concatenate([getattr(idx, name) for idx, _ in per_cpu])
+                               for name in ("ts", "offset", "length", "type_id"))
+            starts = np.zeros(len(per_cpu), np.int64)
+            np.cumsum([len(idx) for idx, _ in per_cpu[:-1]], out=starts[1:])
+        ends = starts + np.array(counts, np.int64)
+        # the events that follow lost events, as indexes into ts/off/ln/ty, and the counts
+        lost_at, lost = [], []
+        for (idx, n), s in zip(per_cpu, starts.tolist()):
+            at, count = idx.missed_at()
+            lost_at.append(at[at < n] + s)
+            lost.append(count[at < n])
+        lost_at_a, lost_a = np.concatenate(lost_at), np.concatenate(lost)
+        raw = ts
+        ts = self._adjust_ts(ts)
+        if ts is not raw and _sorted_only_before_adjusting(raw, ts, starts, ends):
+            # TSC2NSEC or an offset made a CPU's shown times wrap: a stable sort on them, as before
+            sel = np.concatenate([np.arange(s, e) for s, e in zip(starts.tolist(), ends.tolist())])
+            o = np.argsort(ts[sel], kind="stable")
+            order = sel[o]
+            missed = np.zeros(len(ts), np.int64)
+            missed[lost_at_a] = lost_a
+            cpu = np.repeat(np.arange(len(per_cpu), dtype=np.int32), counts)[o]
+            return MergedIndex(cpu, ts[order], off[order], ln[order], ty[order], missed[order])
+        total = sum(counts)
+        out = MergedIndex(np.empty(total, np.int32), np.empty(total, np.uint64), np.empty(total, np.int64),
+                          np.empty(total, np.int32), np.empty(total, np.uint16), np.zeros(total, np.int64))
+        _merge_kernel(ts, off, ln, ty, starts, ends, lost_at_a, lost_a,
+                      out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
+        return out
 
     def _adjust_ts(self, ts: np.ndarray) -> np.ndarray:
         """Timestamps as trace-cmd shows them: TSC to ns when TSC2NSEC says so, plus the file offsets."""
@@ -1056,19 +1100,110 @@ class TraceDatReader:
         return f"<TraceDatReader {self.path!r} v{self.version} {self.cpus} CPUs>"
 
 
-@njit(cache=True)
-def _head_merge(ts, starts):
-    """trace-cmd's merge for CPUs whose timestamps go backwards: repeatedly take
-    the head with the smallest timestamp, ties to the lower CPU."""
-    ncpu = len(starts) - 1
-    heads = starts[:-1].copy()
-    out = np.empty(len(ts), np.int64)
-    for k in range(len(ts)):
-        best = -1
-        for c in range(ncpu):
-            if heads[c] < starts[c + 1]:
-                if best < 0 or ts[heads[c]] < ts[heads[best]]:
-                    best = c
-        out[k] = heads[best]
-        heads[best] += 1
-    return out
+def _sorted_only_before_adjusting(raw: np.ndarray, shown: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Every CPU's raw times go forward but some CPU's shown (adjusted) times do not."""
+    def forward(a: np.ndarray) -> bool:
+        return all(e - s < 2 or bool(np.all(a[s + 1 : e] >= a[s : e - 1]))
+                   for s, e in zip(starts.tolist(), ends.tolist()))
+    return forward(raw) and not forward(shown)
+
+
+@njit(cache=True, nogil=True)
+def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
+                  out_cpu, out_ts, out_off, out_ln, out_ty, out_missed):
+    """trace-cmd's merge (tracecmd_peek_next_data): repeatedly the CPU whose next
+    event has the smallest timestamp, ties to the lower CPU, each CPU in stream order.
+
+    CPU ``c``'s events are ``starts[c]:ends[c]`` of ``ts``/``off``/``ln``/``ty``;
+    ``lost_at`` (ascending) and ``lost`` give the events that follow lost events.
+    Writes the merged events to the ``out_*`` arrays (``out_missed`` zeroed by the
+    caller).  A binary heap holds the CPUs by (next timestamp, CPU); the heap top
+    emits a run of events until its next event no longer comes before the best
+    other CPU's, so time-ordered streams cost O(n + runs * log CPUs).  The same
+    holds for streams whose times go backwards: each step still takes the
+    smallest head.  Plain Python when NUMBA_DISABLE_JIT=1.
+    """
+    ncpu = len(starts)
+    head = starts.copy()
+    # per CPU: index in lost_at of its next event that follows lost events
+    lp = np.searchsorted(lost_at, starts)
+    heap = np.empty(ncpu, np.int64)
+    size = 0
+    for c in range(ncpu):
+        if head[c] < ends[c]:
+            # sift up
+            i = size
+            size += 1
+            while i > 0:
+                parent = (i - 1) // 2
+                pc = heap[parent]
+                if ts[head[pc]] < ts[head[c]] or (ts[head[pc]] == ts[head[c]] and pc < c):
+                    break
+                heap[i] = pc
+                i = parent
+            heap[i] = c
+    k = 0
+    n_lost = len(lost_at)
+    while size > 0:
+        c = heap[0]
+        # the best other CPU: the smaller child of the top
+        if size == 1:
+            bound_ts = np.uint64(0)
+            bound_c = -1
+        else:
+            b = heap[1]
+            if size > 2:
+                b2 = heap[2]
+                if ts[head[b2]] < ts[head[b]] or (ts[head[b2]] == ts[head[b]] and b2 < b):
+                    b = b2
+            bound_ts = ts[head[b]]
+            bound_c = b
+        # the run: c's events before the bound (at the bound too when c is the lower CPU)
+        h0 = head[c]
+        e = ends[c]
+        h = h0 + 1
+        if bound_c < 0:
+            h = e
+        elif c < bound_c:
+            while h < e and ts[h] <= bound_ts:
+                h += 1
+        else:
+            while h < e and ts[h] < bound_ts:
+                h += 1
+        for j in range(h - h0):
+            out_cpu[k + j] = c
+            out_ts[k + j] = ts[h0 + j]
+            out_off[k + j] = off[h0 + j]
+            out_ln[k + j] = ln[h0 + j]
+            out_ty[k + j] = ty[h0 + j]
+        li = lp[c]
+        while li < n_lost and lost_at[li] < h:
+            out_missed[k + lost_at[li] - h0] = lost[li]
+            li += 1
+        lp[c] = li
+        k += h - h0
+        head[c] = h
+        if h == e:
+            # drop the top: the last leaf goes to the root
+            size -= 1
+            c = heap[size]
+            if size == 0:
+                break
+        # sift c down from the root
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            ch = heap[child]
+            if child + 1 < size:
+                ch2 = heap[child + 1]
+                if ts[head[ch2]] < ts[head[ch]] or (ts[head[ch2]] == ts[head[ch]] and ch2 < ch):
+                    child += 1
+                    ch = ch2
+            if ts[head[c]] < ts[head[ch]] or (ts[head[c]] == ts[head[ch]] and c < ch):
+                break
+            heap[i] = ch
+            i = child
+        heap[i] = c
+    return k

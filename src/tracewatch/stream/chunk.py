@@ -44,8 +44,11 @@ class EventChunk:
     def from_index(cls, context: TraceContext, buffers: Sequence[np.ndarray], index, little: bool = True
                    ) -> "EventChunk":
         """Wrap a merged index (``formats.tracedat.MergedIndex`` or alike)."""
-        return cls(context, buffers, index.cpu, index.ts.astype(np.int64, copy=False), index.offset,
-                   index.length, index.type_id, index.missed_before, little)
+        ts = index.ts
+        # uint64 ns as int64: the same bits (what astype gives), without a copy
+        ts = ts.view(np.int64) if ts.dtype == np.uint64 else ts.astype(np.int64, copy=False)
+        return cls(context, buffers, index.cpu, ts, index.offset, index.length, index.type_id,
+                   index.missed_before, little)
 
     def slice(self, start: int, stop: int) -> "EventChunk":
         s = slice(start, stop)
