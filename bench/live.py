@@ -80,12 +80,12 @@ def run_case(label: str, script: Path, command: list[str], buffer_kb: int, pin_c
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     out, err = proc.stdout.read(), proc.stderr.read()
-    m = re.search(r"(\d+) events seen, (\d+) lost", err)
+    m = re.search(r"(\d+) events seen, (\d+) lost.*tracewatch CPU ([\d.]+) s", err)
     if status != 0 or not m:
         print(f"{label}: tracewatch failed (status {status}):\n{err[-3000:]}")
         return
     seen, lost = int(m.group(1)), int(m.group(2))
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = float(m.group(3))  # tracewatch's own (wait4's usage would include the traced command)
     handled = re.search(r"handled (\d+)", out)
     print(f"{label}")
     print(f"    events seen {seen:>12,}   lost {lost:>10,}   handled {int(handled.group(1)) if handled else 0:>12,}")

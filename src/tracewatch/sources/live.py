@@ -495,19 +495,26 @@ class LiveSource:
         now = time.monotonic()
         deadline = None if duration is None else now + duration
         next_flush = now + self.flush_interval
+        # CPUs whose last read filled whole batches: more is waiting, so the next
+        # turn reads them again without sleeping in epoll (the kernel only wakes
+        # us again when the buffer crosses buffer_percent, far too late at high rates)
+        busy: list[CpuReader] = []
         while not self._stop_requested:
             wake_at = next_flush if deadline is None else min(next_flush, deadline)
-            events = self._epoll.poll(max(0.0, wake_at - time.monotonic()))
-            ready: list[CpuReader] = []
+            timeout = 0.0 if busy else max(0.0, wake_at - time.monotonic())
+            events = self._epoll.poll(timeout)
+            wanted = {r.cpu for r in busy}
             for fd, _mask in events:
-                if fd == self._wake_fd:
-                    continue
-                ready.append(self._by_fd[fd])
+                if fd != self._wake_fd:
+                    wanted.add(self._by_fd[fd].cpu)
             now = time.monotonic()
             if now >= next_flush:
-                ready = self.readers
+                wanted = {r.cpu for r in self.readers}
                 next_flush = now + self.flush_interval
-            for reader in ready:
+            busy = []
+            for reader in self.readers:
+                if reader.cpu not in wanted:
+                    continue
                 # a few batches per CPU per turn, so one busy CPU cannot starve the others
                 for _ in range(4):
                     batch = reader.read_batch(self.batch_pages)
@@ -516,6 +523,8 @@ class LiveSource:
                     yield PageBatch(reader.cpu, batch)
                     if len(batch) < self.batch_pages * self.page_size:
                         break
+                else:
+                    busy.append(reader)
             if deadline is not None and time.monotonic() >= deadline:
                 break
         yield from self.drain()

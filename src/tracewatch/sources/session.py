@@ -129,6 +129,7 @@ class LiveSession:
         self._taps: list[Callable[[int, np.ndarray], None]] = []
         self._stopping = False
         self.events_seen = 0
+        self._seen_per_cpu = np.zeros(0, np.int64)
         self.instance = Instance()
         try:
             if buffer_kb:
@@ -271,12 +272,20 @@ class LiveSession:
                 next_release = now + self.release_interval
                 chunk = merger.release()
                 if chunk is not None:
-                    self.events_seen += len(chunk)
+                    self._count(chunk)
                     yield chunk
         chunk = merger.release(final=True)
         if chunk is not None:
-            self.events_seen += len(chunk)
+            self._count(chunk)
             yield chunk
+
+    def _count(self, chunk: EventChunk) -> None:
+        self.events_seen += len(chunk)
+        counts = np.bincount(chunk.cpu)
+        if len(counts) > len(self._seen_per_cpu):
+            self._seen_per_cpu = np.concatenate((self._seen_per_cpu,
+                                                 np.zeros(len(counts) - len(self._seen_per_cpu), np.int64)))
+        self._seen_per_cpu[: len(counts)] += counts
 
     def _reap_command(self) -> None:
         if self._proc is None:
@@ -308,16 +317,20 @@ class LiveSession:
         return out
 
     def summary(self) -> str:
-        """Events seen and lost per CPU, as printed at the end of a live run."""
+        """Events seen and lost per CPU, and tracewatch's own CPU time, as printed at the end of a live run."""
+        import resource
+
         lost = self.lost_events()
-        per_cpu = {}
-        for cpu, s in self.source.stats().items():
-            per_cpu[cpu] = int(s.get("entries", 0))
-        rows = [f"{'CPU':>4} {'lost':>10}"]
+        seen = self._seen_per_cpu
+        rows = [f"{'CPU':>4} {'events':>12} {'lost':>10}"]
         for cpu in sorted(lost):
-            rows.append(f"{cpu:>4} {lost[cpu]:>10}")
+            n = int(seen[cpu]) if cpu < len(seen) else 0
+            rows.append(f"{cpu:>4} {n:>12} {lost[cpu]:>10}")
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = ru.ru_utime + ru.ru_stime
+        per_m = f", {cpu_s / self.events_seen * 1e6:.2f} s per million events" if self.events_seen else ""
         return (f"{self.events_seen} events seen, {sum(max(v, 0) for v in lost.values())} lost "
-                f"({self.source.mode} reader)\n" + "\n".join(rows))
+                f"({self.source.mode} reader); tracewatch CPU {cpu_s:.2f} s{per_m}\n" + "\n".join(rows))
 
     def close(self) -> None:
         """Remove the instance and everything it set up (idempotent)."""
