@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..formats.event_format import EventFormat, Field
 from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
 from ..formats.symbols import TraceSymbols
+from ..stream.batch import gather_rows
 
 __all__ = [
     "ReportFormatter",
@@ -722,222 +722,6 @@ def _split_rows(matrix: np.ndarray) -> list[str]:
     return [text[i : i + w] for i in range(0, n * w, w)]
 
 
-class _RawEventPlan:
-    """The compiled -R printer of one event type."""
-
-    def __init__(self, fmt: EventFormat, symbols: TraceSymbols):
-        little = symbols.little_endian
-        pieces = split_print_fmt(fmt.print_fmt)
-        slots: list[tuple[str, _Direct | _Computed]] = []
-        # print_selected_fields: the search for a field's conversion starts after the
-        # previous field's match and wraps around; once a match was the last piece
-        # the position is "nothing" and every later field prints raw.
-        position: int | None = 0
-        for f in fmt.event_fields:
-            printer: _Direct | _Computed | None = None
-            if _is_array(f) and not f.is_dynamic and not _is_string_type(f) and f.size:
-                # a fixed array of numbers always prints as ARRAY[..] hex bytes
-                printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes)
-            elif _is_array(f):
-                printer = _Computed(_ArrayPrinter(f, little))
-            elif position is not None and pieces:
-                found = self._find_piece(pieces, position, f.name)
-                if found is not None:
-                    index, prefix_0x = found
-                    piece = pieces[index]
-                    keep = _plain_field_arg(piece.arg)[1]  # type: ignore[index]
-                    if piece.kind == "digit":
-                        printer = _digit_conversion(f, piece, keep, little)
-                    elif piece.kind == "pointer":
-                        printer = _pointer_conversion(f, piece, keep, symbols)
-                    if printer is not None and prefix_0x:
-                        printer = _prefixed(printer, "0x")
-                    position = index + 1 if index + 1 < len(pieces) else None
-            if printer is None:
-                printer = _raw_scalar(f, little)
-            slots.append((f.name, printer))
-        self._compile(fmt, slots, little)
-
-    @staticmethod
-    def _find_piece(pieces: list[PrintFmtPiece], start: int, name: str) -> tuple[int, bool] | None:
-        """print_field's search: (piece index, literal before it ends in "0x")."""
-        has_0x = False
-        n = len(pieces)
-        for step in range(n):
-            i = (start + step) % n
-            piece = pieces[i]
-            if piece.kind == "string":
-                has_0x = len(piece.text) > 1 and piece.text.endswith("0x")
-                continue
-            plain = _plain_field_arg(piece.arg)
-            if plain is None or plain[0] != name:
-                has_0x = False
-                continue
-            return i, has_0x
-        return None
-
-    def _compile(self, fmt: EventFormat, slots: list[tuple[str, _Direct | _Computed]], little: bool) -> None:
-        """Generate this event's line function: one struct unpack, one ``%``.
-
-        The generated code is a single tuple expression over the unpacked values
-        (``v[i]``), the converters of byte arrays and the computed fields, so a
-        record costs no per-field Python loop and no dict.
-        """
-        order = "<" if little else ">"
-        pid_field = fmt.field("common_pid")
-        pid_offset = pid_field.offset if pid_field is not None else 4
-        self.slots = slots
-        self.little = little
-        self.pid_offset = pid_offset
-        reads = [_Direct("i", pid_offset, "")] + [p for _, p in slots if isinstance(p, _Direct)]
-        env: dict[str, Any] = {}
-        text: list[str] = []
-        items: list[str] = []
-        value = 1  # index into the unpacked tuple; 0 is common_pid
-        for number, (name, printer) in enumerate(slots):
-            if isinstance(printer, _Direct):
-                text.append(f" {name}={printer.pyfmt}")
-                if printer.convert is not None:
-                    env[f"convert{number}"] = printer.convert
-                    items.append(f"convert{number}(v[{value}])")
-                else:
-                    items.append(f"v[{value}]")
-                value += 1
-            else:
-                text.append(f" {name}=%s")
-                env[f"compute{number}"] = printer.fn
-                items.append(f"compute{number}(payload, after)")
-        self.fields_format = "".join(text)
-        # one struct for every read when they come in offset order, else one each
-        layout, pos, ordered = [order], 0, True
-        for r in reads:
-            if r.offset < pos:
-                ordered = False
-                break
-            layout.append(f"{r.offset - pos}x{r.code}" if r.offset > pos else r.code)
-            pos = r.offset + struct.calcsize(r.code)
-        if ordered:
-            unpacker = struct.Struct("".join(layout))
-            env["unpack"] = unpacker.unpack_from
-            self.min_size = unpacker.size
-        else:
-            separate = [(struct.Struct(order + r.code).unpack_from, r.offset) for r in reads]
-            env["unpack"] = lambda data: tuple(u(data, off)[0] for u, off in separate)
-            self.min_size = max(r.offset + struct.calcsize(r.code) for r in reads)
-        env["MIN_SIZE"] = self.min_size
-        values = ", ".join(items)
-        source = (
-            "def fields(fields_format, payload, after):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            f"    return fields_format % ({values}{',' if items else ''})\n"
-            "def line_usecs(line_format, payload, after, cpu, ts, columns, task_column):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            "    t = (ts + 500) // 1000\n"
-            f"    return line_format % (columns.get(v[0]) or task_column(v[0]), cpu, t // 1000000, t % 1000000, {values})\n"
-            "def line_other(line_format, payload, after, cpu, time_text, task_column):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            f"    return line_format % (task_column(v[0]), cpu, time_text, {values})\n"
-        )
-        exec(compile(source, f"<-R printer of {fmt.full_name}>", "exec"), env)  # noqa: S102
-        self.fields = env["fields"]
-        self.line_usecs = env["line_usecs"]
-        self.line_other = env["line_other"]
-        # the % conversions of fields_format after which the text may end in a newline
-        self.may_end_in_newline = bool(slots) and (isinstance(slots[-1][1], _Computed)
-                                                   or slots[-1][1].pyfmt.endswith("%s"))
-
-    def columns(self, rows: np.ndarray, lengths: np.ndarray, payloads: Callable[[], list[bytes]],
-                afters: Iterable[bytes]) -> list[list]:
-        """The values of ``fields_format`` for many records of this event, one list per conversion.
-
-        ``rows``: (N, ≥ min_size) bytes of the records, zero past each one's end
-        (as :meth:`fields` pads a short record); ``payloads()`` the records as bytes,
-        asked for only when a field needs code per record.  Those run in the
-        records' order, so a string field turning ``ARRAY[..]`` stays so.
-        """
-        n = len(rows)
-        order = "<" if self.little else ">"
-        out: list[list] = []
-        records: list[bytes] | None = None
-        for _, printer in self.slots:
-            if isinstance(printer, _Direct):
-                code = printer.code
-                if code[-1] == "s":
-                    size = int(code[:-1])
-                    block = rows[:, printer.offset : printer.offset + size]
-                    if printer.convert is _hex_bytes:
-                        out.append(_hex_column(block))
-                        continue
-                    values: list = [bytes(r) for r in block]
-                else:
-                    size = _CODE_SIZE[code]
-                    values = np.ascontiguousarray(rows[:, printer.offset : printer.offset + size]).view(
-                        order + _CODE_DTYPE[code]).reshape(n).tolist()
-                if printer.convert is not None:
-                    convert = printer.convert
-                    table = {v: convert(v) for v in set(values)}
-                    values = list(map(table.__getitem__, values))
-                out.append(values)
-            else:
-                if records is None:
-                    min_size = self.min_size
-                    records = [d if len(d) >= min_size else d.ljust(min_size, b"\0") for d in payloads()]
-                fn = printer.fn
-                out.append([fn(d, a) for d, a in zip(records, afters)])
-        return out
-
-
-_CODE_DTYPE = {"b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "q": "i8", "Q": "u8"}
-_CODE_SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8}
-# "xx, " for every byte value, as one 4-byte item: ARRAY[..] text of many rows at once
-_HEX_TABLE = np.frombuffer(b"".join(b"%02x, " % i for i in range(256)), dtype=np.uint32)
-
-
-def _hex_column(block: np.ndarray) -> list[str]:
-    """:func:`_hex_bytes` of every row of an (N, k) uint8 matrix."""
-    n, k = block.shape
-    if k == 0:
-        return [""] * n
-    step, width = 4 * k, 4 * k - 2  # each row's text is followed by a ", " to drop
-    text = _HEX_TABLE[block].tobytes().decode("ascii")
-    return [text[i : i + width] for i in range(0, n * step, step)]
-
-
-_POWERS = np.array([10**i for i in range(5, -1, -1)], dtype=np.int64)
-_DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
-_SPACE_BELOW = np.array([10_000, 1000, 100, 10, 0], dtype=np.int64)
-
-
-def _cpu_time_column(cpu: np.ndarray, ts: np.ndarray) -> list[str] | None:
-    """``" [%03d] %5d.%06d:"`` of cpu and the rounded usecs of ``ts``, for every record;
-    None when some value does not fit that fixed width (then ``%`` does it)."""
-    n = len(ts)
-    usecs = ((ts + 500) // 1000).astype(np.int64)
-    if n == 0 or int(usecs.min()) < 0 or int(usecs.max()) >= 100_000 * 1_000_000 \
-            or int(cpu.min()) < 0 or int(cpu.max()) > 999:
-        return None
-    secs, frac = np.divmod(usecs, 1_000_000)
-    out = np.empty((n, 21), dtype=np.uint8)
-    out[:, 0:2] = np.frombuffer(b" [", dtype=np.uint8)
-    out[:, 2:5] = _DIGITS[(cpu.astype(np.int64)[:, None] // _POWERS[3:]) % 10]
-    out[:, 5:7] = np.frombuffer(b"] ", dtype=np.uint8)
-    digits = _DIGITS[(secs[:, None] // _POWERS[1:]) % 10]
-    digits[secs[:, None] < _SPACE_BELOW] = ord(" ")  # %5d: spaces before the first digit
-    out[:, 7:12] = digits
-    out[:, 12] = ord(".")
-    out[:, 13:19] = _DIGITS[(frac[:, None] // _POWERS) % 10]
-    out[:, 19] = ord(":")
-    out[:, 20] = 0
-    text = out[:, :20].tobytes().decode("ascii")
-    return [text[i : i + 20] for i in range(0, n * 20, 20)]
-
-
 def _prefixed(printer: _Direct | _Computed, prefix: str) -> _Direct | _Computed:
     if isinstance(printer, _Direct):
         return _Direct(printer.code, printer.offset, prefix + printer.pyfmt, printer.convert)
@@ -1137,7 +921,7 @@ class ReportFormatter:
             plan, _ = self._raw_plan(fmt)
             line_format = _name_column(fmt.name).replace("%", "%%") + plan.fields_format
             width = max(plan.min_size, pid_offset + 4)
-            rows = _gather_rows(bufs, cpu, offset, length, width)
+            rows = gather_rows(bufs, cpu, offset, length, width)
             if tail:
                 afters: Iterable[bytes] = [
                     views[c][o + ln : (o // page_size + 1) * page_size].tobytes()
@@ -1151,11 +935,11 @@ class ReportFormatter:
             batch = self._print_batch(fmt)
             if batch is not None:
                 width = max(batch.width, pid_offset + 4)
-                rows = _gather_rows(bufs, cpu, offset, length, width)
+                rows = gather_rows(bufs, cpu, offset, length, width)
                 values = batch.columns(rows, length, payloads)
                 fields_template = batch.template
             else:  # a plugin: its text record by record (comms it teaches are handled apart)
-                rows = _gather_rows(bufs, cpu, offset, length, pid_offset + 4)
+                rows = gather_rows(bufs, cpu, offset, length, pid_offset + 4)
                 renderer = self._renderers.get(fmt.id) or self.info_renderer(fmt)
                 scratch = self._scratch_symbols()
                 values = [[renderer.render(d, scratch) for d in payloads()]]
@@ -1257,7 +1041,7 @@ class ReportFormatter:
                 continue
             width = max(f.offset + f.size for f in teacher.pid_fields)
             sel_cpu, sel_off, sel_len = cpu[pos], offset[pos], length[pos]
-            rows = _gather_rows(bufs, sel_cpu, sel_off, sel_len, width)
+            rows = gather_rows(bufs, sel_cpu, sel_off, sel_len, width)
             candidate = sel_len < width
             for f in teacher.pid_fields:
                 code = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}.get(f.size)
@@ -1285,42 +1069,6 @@ class ReportFormatter:
                 by_pid[pid] = comm
                 learned[pid] = position
         return learned
-
-
-def _gather_rows(bufs: list[np.ndarray], cpu: np.ndarray, offset: np.ndarray, length: np.ndarray,
-                 width: int) -> np.ndarray:
-    """(N, width) uint8: the first ``width`` bytes of each record, zero past its end."""
-    n = len(offset)
-    out = np.zeros((n, width), dtype=np.uint8)
-    if n == 0 or width == 0:
-        return out
-    cpus = np.unique(cpu).tolist()
-    for c in cpus:
-        sel = np.flatnonzero(cpu == c) if len(cpus) > 1 else None
-        off = offset if sel is None else offset[sel]
-        buf = bufs[c]
-        beyond = off > len(buf) - width
-        if beyond.any():  # records near the buffer's end: copy what there is
-            for i in np.flatnonzero(beyond).tolist():
-                o = int(off[i])
-                piece = buf[o : o + width]
-                out[i if sel is None else sel[i], : len(piece)] = piece
-            keep = np.flatnonzero(~beyond)
-            off = off[keep]
-            sel = keep if sel is None else sel[keep]
-        if len(buf) >= width and len(off):
-            block = sliding_window_view(buf, width)[off]
-            if sel is None:
-                out[:] = block
-            else:
-                out[sel] = block
-    short = length < width
-    if short.any():
-        idx = np.flatnonzero(short)
-        sub = out[idx]
-        sub[np.arange(width) >= length[idx][:, None]] = 0
-        out[idx] = sub
-    return out
 
 
 def report_lines(reader: Any, *, raw: bool = False) -> Iterator[str]:
