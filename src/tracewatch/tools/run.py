@@ -37,6 +37,11 @@ examples:
 """
 
 
+#: per-CPU ring buffer of a live session; the kernel's default (~1.4 MB) overflows within
+#: milliseconds when syscalls are traced on a busy machine
+DEFAULT_BUFFER_KB = 16384
+
+
 def add_live_options(p: argparse.ArgumentParser) -> None:
     """The options every live command shares (run, record, flight, function tools)."""
     g = p.add_argument_group("live tracing")
@@ -45,7 +50,9 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-p", "--pid", dest="pids", action="append", default=[], metavar="PID",
                    help="trace only these pids (comma list or repeat) and their children")
     g.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    g.add_argument("--buffer-size", type=int, metavar="KB", help="per-CPU ring buffer size in KB")
+    g.add_argument("--buffer-size", type=int, metavar="KB", default=DEFAULT_BUFFER_KB,
+                   help=f"per-CPU ring buffer size in KB (default {DEFAULT_BUFFER_KB}: bursts of a few "
+                        "million events/s for a second are absorbed)")
     g.add_argument("--clock", metavar="CLOCK", help="trace clock (local, global, mono, ...)")
     g.add_argument("--subbuf-size", type=int, metavar="KB", help="ring-buffer sub-buffer (page) size in KB")
     g.add_argument("--mmap", action="store_true",
@@ -140,97 +147,109 @@ def _bind_file_probes(args: argparse.Namespace, handlers: Any, source: Any) -> N
     bind_file_probes(handlers, source.formats.values(), args.input)
 
 
-def _run(args: argparse.Namespace, rest: list[str]) -> int:
+def _load(args: argparse.Namespace, script_args: list[str]):
+    """The user's script, loaded, with ``--filter`` applied to every handler."""
     from ..script.runner import ScriptRunner
 
+    runner = ScriptRunner(args.script, script_args, on_error=args.on_error)
+    _apply_global_filter(runner.handlers, args.filter)
+    return runner
+
+
+def _open_file(args: argparse.Namespace, rest: list[str]):
+    """(runner, FileSource) for ``-i FILE``: the words after -- go to the script."""
+    from ..sources.file import FileSource
+
+    runner = _load(args, list(args.script_args) + rest)
+    source = FileSource(args.input, keep_going=args.keep_going)
+    try:
+        _bind_file_probes(args, runner.handlers, source)
+    except BaseException:
+        source.close()
+        raise
+    return runner, source
+
+
+def _open_live(args: argparse.Namespace, rest: list[str], *, push_filters: bool):
+    """(runner, LiveSession): the script's events and -e, the command after --."""
+    runner = _load(args, list(args.script_args))
+    required, optional = runner.handlers.live_events()
+    session = open_live_session(args, required + list(args.events), optional_events=optional,
+                                kernel_filter=runner.handlers.kernel_filter if push_filters else None,
+                                command=rest, handlers=runner.handlers)
+    return runner, session
+
+
+def _start_line(args: argparse.Namespace, session, rest: list[str], extra: str = "") -> str:
+    """bcc-style start-up line: what is traced, for how long, how to stop."""
+    what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
+                                             if len(session.enabled) > 4 else "")
+    until = f" for {args.duration:g} s" if args.duration else ""
+    stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
+    return f"Tracing {what}{until}{extra}... {stop}."
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if bool(args.keep) != bool(args.out):
         raise CaptureError("--keep and --out go together (--keep 64M --out DIR)")
     if args.keep:
-        return _run_recorded(args, rest)
-    if args.input:
-        from ..sources.file import FileSource
-
-        runner = ScriptRunner(args.script, list(args.script_args) + rest, on_error=args.on_error)
-        _apply_global_filter(runner.handlers, args.filter)
-        source = FileSource(args.input, keep_going=args.keep_going)
+        d = _run_recorded(args, rest)
+    elif args.input:
+        runner, source = _open_file(args, rest)
         try:
-            _bind_file_probes(args, runner.handlers, source)
             d = runner.run(source)
         finally:
             source.close()
     else:
-        runner = ScriptRunner(args.script, list(args.script_args), on_error=args.on_error)
-        _apply_global_filter(runner.handlers, args.filter)
-        required, optional = runner.handlers.live_events()
-        session = open_live_session(args, required + list(args.events), optional_events=optional,
-                                    kernel_filter=runner.handlers.kernel_filter, command=rest,
-                                    handlers=runner.handlers)
+        runner, session = _open_live(args, rest, push_filters=True)
         try:
             for note in session.filter_notes:
                 print(f"tracewatch: note: {note}", file=sys.stderr)
-            what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
-                                                     if len(session.enabled) > 4 else "")
-            until = f" for {args.duration:g} s" if args.duration else ""
-            stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
-            print(f"Tracing {what}{until}... {stop}.", file=sys.stderr)
+            print(_start_line(args, session, rest), file=sys.stderr)
             d = runner.run(session)
             print(session.summary(), file=sys.stderr)
         finally:
             session.close()
-        if rest and session.command_status:
-            print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
+        _command_status(session, rest)
     if d.errors:
         print(f"tracewatch: {d.errors} handler error(s) skipped", file=sys.stderr)
     return 0
 
 
-def _run_recorded(args: argparse.Namespace, rest: list[str]) -> int:
+def _command_status(session, rest: list[str]) -> None:
+    if rest and session.command_status:
+        print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
+
+
+def _run_recorded(args: argparse.Namespace, rest: list[str]):
     """``--keep SIZE --out DIR``: the script's ``dump()`` writes flight-recorder dumps."""
     from ..recorder import FlightRecorder, ReplaySource
-    from ..script.runner import ScriptRunner
     from .flight import recorder_kwargs
 
     kw = recorder_kwargs(args)
     if args.input:
-        from ..sources.file import FileSource
-
-        runner = ScriptRunner(args.script, list(args.script_args) + rest, on_error=args.on_error)
-        _apply_global_filter(runner.handlers, args.filter)
-        source = FileSource(args.input, keep_going=args.keep_going)
+        runner, source = _open_file(args, rest)
         try:
-            _bind_file_probes(args, runner.handlers, source)
             rec = FlightRecorder.for_reader(source.reader, args.keep, args.out, script=args.script, **kw)
-            d = runner.run(ReplaySource(source, rec), recorder=rec)
+            return runner.run(ReplaySource(source, rec), recorder=rec)
         finally:
             source.close()
-    else:
-        from ..recorder.daemon import FlightRun, tune_malloc
+    from ..recorder.daemon import FlightRun, tune_malloc
 
-        tune_malloc()
-        runner = ScriptRunner(args.script, list(args.script_args), on_error=args.on_error)
-        _apply_global_filter(runner.handlers, args.filter)
-        required, optional = runner.handlers.live_events()
-        # no kernel filter pushdown: the ring must hold every enabled event, not only what handlers want
-        session = open_live_session(args, required + list(args.events), optional_events=optional, command=rest,
-                                    handlers=runner.handlers)
-        try:
-            rec = FlightRun.recorder_for(session, args.keep, args.out, script=args.script, **kw)
-            run = FlightRun(session, rec, runner=runner, on_error=args.on_error)
-            what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
-                                                     if len(session.enabled) > 4 else "")
-            until = f" for {args.duration:g} s" if args.duration else ""
-            stop = "until the command exits or Ctrl-C" if rest else "Ctrl-C to end"
-            print(f"Tracing {what}{until}, keeping the newest {rec.ring.keep_bytes >> 20} MiB for dumps "
-                  f"to {args.out}... {stop}.", file=sys.stderr)
-            d = run.run()
-            print(session.summary(), file=sys.stderr)
-        finally:
-            session.close()
-        if rest and session.command_status:
-            print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
-    if d.errors:
-        print(f"tracewatch: {d.errors} handler error(s) skipped", file=sys.stderr)
-    return 0
+    tune_malloc()
+    # no kernel filter pushdown: the ring must hold every enabled event, not only what handlers want
+    runner, session = _open_live(args, rest, push_filters=False)
+    try:
+        rec = FlightRun.recorder_for(session, args.keep, args.out, script=args.script, **kw)
+        run = FlightRun(session, rec, runner=runner, on_error=args.on_error)
+        extra = f", keeping the newest {rec.ring.keep_bytes >> 20} MiB for dumps to {args.out}"
+        print(_start_line(args, session, rest, extra), file=sys.stderr)
+        d = run.run()
+        print(session.summary(), file=sys.stderr)
+    finally:
+        session.close()
+    _command_status(session, rest)
+    return d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
