@@ -155,21 +155,51 @@ class ReadCpuReader(CpuReader):
         view = memoryview(out)
         iov = [view[i * ps:(i + 1) * ps] for i in range(max_pages)]
         try:
-            n = os.readv(self.fd, iov)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            raise CaptureError(f"reading {self.path}: {e.strerror}") from None
+            n_pages = self.read_into(iov)
         finally:
             del iov
             view.release()
-        n_pages = n // ps
         if n_pages == 0:
             return None
         # don't let a mostly-empty batch pin the whole allocation
         pages = out[: n_pages * ps] if n_pages * 4 >= max_pages else out[: n_pages * ps].copy()
         self._count(pages, n_pages)
         return pages
+
+    def read_into(self, iov: list[memoryview]) -> int:
+        """``readv`` into ``iov`` (page-sized writable buffers); returns the whole pages read (0: none now).
+
+        Not counted in ``pages_read``/``bytes_read``: the caller calls ``_count`` on the pages."""
+        try:
+            n = os.readv(self.fd, iov)
+        except BlockingIOError:
+            return 0
+        except OSError as e:
+            raise CaptureError(f"reading {self.path}: {e.strerror}") from None
+        return n // self.page_size
+
+
+class _Arena:
+    """One CPU's pages land here, batch after batch, so a run of batches is one array.
+
+    Never written twice while anyone refers to it: a batch handed out is a
+    view of ``arr``, and every view, memoryview or array made from it keeps
+    ``arr`` alive, so ``arr``'s reference count says whether it is free again.
+    """
+
+    __slots__ = ("arr", "iov", "pos", "first", "n_pages", "_free_refs")
+
+    def __init__(self, n_pages: int, page_size: int) -> None:
+        self.arr = np.empty(n_pages * page_size, np.uint8)
+        mv = memoryview(self.arr)
+        self.iov = [mv[i * page_size:(i + 1) * page_size] for i in range(n_pages)]
+        self.n_pages = n_pages
+        self.pos = 0
+        self.first = 0  # the first page handed out: the pages before it are free room
+        self._free_refs = sys.getrefcount(self.arr)
+
+    def in_use(self) -> bool:
+        return sys.getrefcount(self.arr) > self._free_refs
 
 
 class MmapCpuReader(CpuReader):
@@ -381,12 +411,20 @@ class LiveSource:
     its own), while read swaps a whole page and readv returns many per call
     (2-4 us per page in all).  ``batch_pages`` bounds
     one batch; ``flush_interval`` is how often (seconds) CPUs below
-    ``buffer_percent`` are read anyway; ``buffer_percent`` (if given) is
+    ``buffer_percent`` are read anyway, ``active_interval`` how often CPUs
+    that delivered pages at their last read are; ``buffer_percent`` (if given) is
     written to the instance.
+
+    The read path reads straight into per-CPU arenas of ``arena_bytes``:
+    a CPU's batches follow one another in memory, so the merger walks them
+    in place, and nothing is allocated or copied per batch.  A batch is a
+    view of its arena and stays valid as long as anyone holds it (an arena
+    is reused only once nothing refers to it; taps may keep pages).
     """
 
     def __init__(self, instance: Instance, *, cpus: list[int] | None = None, mmap: bool | None = False,
-                 batch_pages: int = 64, flush_interval: float = 0.25, buffer_percent: int | None = None) -> None:
+                 batch_pages: int = 256, flush_interval: float = 0.25, buffer_percent: int | None = None,
+                 arena_bytes: int = 64 << 20, active_interval: float = 0.02) -> None:
         self.instance = instance
         self.cpus = list(instance.cpus if cpus is None else cpus)
         self.header_page: HeaderPage = instance.header_page()
@@ -395,7 +433,13 @@ class LiveSource:
         self.want_mmap = mmap
         self.batch_pages = max(1, int(batch_pages))
         self.flush_interval = flush_interval
+        self.active_interval = active_interval
+        self._pages_seen: dict[int, int] = {}
         self.buffer_percent = buffer_percent
+        self.arena_pages = max(4 * self.batch_pages, int(arena_bytes) // self.page_size)
+        self._arenas: dict[int, _Arena] = {}  # per CPU: the arena being filled
+        self._spare: dict[int, list[_Arena]] = {}  # per CPU: arenas filled earlier, reused once free
+        self.arenas_made = 0
         self.readers: list[CpuReader] = []
         self._epoll: select.epoll | None = None
         self._wake_fd = -1
@@ -475,6 +519,8 @@ class LiveSource:
         if self._closed:
             return
         self._closed = True
+        self._arenas.clear()  # batches handed out keep their arena alive
+        self._spare.clear()
         for reader in self.readers:
             try:
                 reader.close()
@@ -499,8 +545,15 @@ class LiveSource:
         # turn reads them again without sleeping in epoll (the kernel only wakes
         # us again when the buffer crosses buffer_percent, far too late at high rates)
         busy: list[CpuReader] = []
+        # CPUs that delivered pages in the last turn: read again after active_interval
+        # even without a wake-up, so a steady writer is read in small steps instead of
+        # in bursts of half the buffer (little headroom left, large releases)
+        active: list[CpuReader] = []
+        next_active = now + self.active_interval
         while not self._stop_requested:
             wake_at = next_flush if deadline is None else min(next_flush, deadline)
+            if active:
+                wake_at = min(wake_at, next_active)
             timeout = 0.0 if busy else max(0.0, wake_at - time.monotonic())
             events = self._epoll.poll(timeout)
             wanted = {r.cpu for r in busy}
@@ -511,13 +564,18 @@ class LiveSource:
             if now >= next_flush:
                 wanted = {r.cpu for r in self.readers}
                 next_flush = now + self.flush_interval
+            if now >= next_active:
+                wanted.update(r.cpu for r in active)
+                next_active = now + self.active_interval
             busy = []
+            read_now = []
             for reader in self.readers:
                 if reader.cpu not in wanted:
                     continue
+                read_now.append(reader)
                 # a few batches per CPU per turn, so one busy CPU cannot starve the others
                 for _ in range(4):
-                    batch = reader.read_batch(self.batch_pages)
+                    batch = self._read(reader)
                     if batch is None:
                         break
                     yield PageBatch(reader.cpu, batch)
@@ -525,9 +583,70 @@ class LiveSource:
                         break
                 else:
                     busy.append(reader)
+            if read_now:
+                got = {r.cpu for r in read_now if r.pages_read != self._pages_seen.get(r.cpu, 0)}
+                for r in read_now:
+                    self._pages_seen[r.cpu] = r.pages_read
+                active = [r for r in self.readers if r.cpu in got or (r in active and r not in read_now)]
             if deadline is not None and time.monotonic() >= deadline:
                 break
         yield from self.drain()
+
+    def _read(self, reader: CpuReader) -> np.ndarray | None:
+        """Up to ``batch_pages`` pages of ``reader``'s CPU (read path: into its arena), or None."""
+        if not isinstance(reader, ReadCpuReader):
+            return reader.read_batch(self.batch_pages)
+        k = self.batch_pages
+        arena = self._arenas.get(reader.cpu)
+        if arena is None or arena.pos + k > arena.n_pages:
+            arena = self._next_arena(reader.cpu, arena)
+        at = arena.pos
+        n = reader.read_into(arena.iov[at:at + k])
+        if n == 0:
+            return None
+        arena.pos = at + n
+        ps = self.page_size
+        pages = arena.arr[at * ps:(at + n) * ps]
+        reader._count(pages, n)
+        return pages
+
+    def _next_arena(self, cpu: int, full: _Arena | None) -> _Arena:
+        spare = self._spare.setdefault(cpu, [])
+        if full is not None:
+            spare.append(full)
+        arena = None
+        for i, a in enumerate(spare):
+            if a is not full and not a.in_use():
+                arena = spare.pop(i)
+                break
+        if arena is None:
+            arena = _Arena(self.arena_pages, self.page_size)
+            self.arenas_made += 1
+        del spare[:-2]  # keep a few for reuse; the others go when their last user lets go
+        # room at the start for the merger to put pages still pending from the previous arena
+        # right before the new ones (see prepend_room), so a CPU's pages stay one run
+        arena.pos = arena.first = arena.n_pages // 2
+        self._arenas[cpu] = arena
+        return arena
+
+    def prepend_room(self, cpu: int, pages: np.ndarray, nbytes: int) -> np.ndarray | None:
+        """Writable free bytes right before ``pages``, when ``pages`` are the first handed out from
+        ``cpu``'s current arena and the room there holds ``nbytes`` whole pages; else None.
+
+        The merger copies pages still pending from the previous arena there, so
+        that they and the new pages are one run (no copy of the new pages).
+        The room is given once.
+        """
+        arena = self._arenas.get(cpu)
+        ps = self.page_size
+        if arena is None or pages.base is not arena.arr or nbytes % ps:
+            return None
+        start = pages.__array_interface__["data"][0] - arena.arr.__array_interface__["data"][0]
+        k = nbytes // ps
+        if start != arena.first * ps or k > arena.first:
+            return None
+        arena.first -= k
+        return arena.arr[start - nbytes:start]
 
     def drain(self) -> Iterator[PageBatch]:
         """Stop tracing, then yield everything still in the buffers (partial pages too)."""
@@ -537,7 +656,7 @@ class LiveSource:
         self.stopped_at = time.monotonic()
         for reader in self.readers:
             while True:
-                batch = reader.read_batch(self.batch_pages)
+                batch = self._read(reader)
                 if batch is None:
                     break
                 yield PageBatch(reader.cpu, batch)

@@ -165,7 +165,8 @@ class LiveSession:
                                        lambda: self.instance.tracefs.read("saved_cmdlines"))
             self.source = LiveSource(self.instance, mmap=mmap)
             self.merger = LiveMerger(self.context, self.source.cpus, self.source.page_size,
-                                     commit_size=self.source.commit_size, little=sys.byteorder == "little")
+                                     commit_size=self.source.commit_size, little=sys.byteorder == "little",
+                                     prepend=self.source.prepend_room)
         except BaseException:
             self.close()
             raise
@@ -247,6 +248,10 @@ class LiveSession:
         if in_main:
             signal.signal(signal.SIGINT, on_sigint)
         try:
+            try:
+                self.merger.warm_up()
+            except Exception:  # noqa: BLE001 - only a warm-up: the first release pays instead
+                pass
             self.source.start()
             self._release_command()
             for batch in self.source.batches(self.duration):
@@ -281,7 +286,7 @@ class LiveSession:
 
     def _count(self, chunk: EventChunk) -> None:
         self.events_seen += len(chunk)
-        counts = np.bincount(chunk.cpu)
+        counts = self.merger.last_released  # the chunk's events per CPU
         if len(counts) > len(self._seen_per_cpu):
             self._seen_per_cpu = np.concatenate((self._seen_per_cpu,
                                                  np.zeros(len(counts) - len(self._seen_per_cpu), np.int64)))
@@ -329,8 +334,12 @@ class LiveSession:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_s = ru.ru_utime + ru.ru_stime
         per_m = f", {cpu_s / self.events_seen * 1e6:.2f} s per million events" if self.events_seen else ""
-        return (f"{self.events_seen} events seen, {sum(max(v, 0) for v in lost.values())} lost "
+        text = (f"{self.events_seen} events seen, {sum(max(v, 0) for v in lost.values())} lost "
                 f"({self.source.mode} reader); tracewatch CPU {cpu_s:.2f} s{per_m}\n" + "\n".join(rows))
+        if os.environ.get("TRACEWATCH_PROFILE"):
+            text += "\n" + self.merger.profile() + f"\nreader: {self.source.pages_read} pages, " \
+                f"{self.source.arenas_made} arenas of {self.source.arena_pages} pages"
+        return text
 
     def close(self) -> None:
         """Remove the instance and everything it set up (idempotent)."""
