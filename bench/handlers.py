@@ -103,7 +103,8 @@ def count_events(path: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=200_000)
+    ap.add_argument("--iterations", type=int, default=1_000_000,
+                    help="dd iterations of the workload (4 events each; 1M gives a ~4M-event, ~220 MB trace)")
     args = ap.parse_args()
     tw_trace = bench_trace(args.iterations)
     n_tw = count_events(tw_trace)

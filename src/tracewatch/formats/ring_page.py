@@ -39,6 +39,7 @@ in ``PageIndex.damage`` so the caller can raise
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -81,6 +82,70 @@ _DAMAGE_COMMIT_TOO_BIG = 1
 _DAMAGE_PAST_COMMIT = 2
 _DAMAGE_BAD_LENGTH = 3
 
+
+
+class _Recycler:
+    """Big ``np.empty`` arrays whose memory is handed out again once nothing refers to it.
+
+    Decoding a file allocates tens of MB of per-event arrays; fresh memory costs a
+    page fault (and the kernel zeroing the page) per 4 KiB touched, about as much
+    as the decoding itself.  A block is reused only when no array refers to it
+    any more (every view keeps its owner, the block, referenced), so a reused
+    block can never change data still in use.  Free blocks kept are bounded by
+    ``keep`` bytes; smaller requests go to ``np.empty``.  A block is reused for a
+    request at most a quarter (plus 256 KiB) smaller, so an array kept for long
+    pins little more memory than ``np.empty`` would.
+    """
+
+    MIN_BYTES = 1 << 18
+
+    def __init__(self, keep: int = 192 << 20) -> None:
+        self.keep = keep
+        self._blocks: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def empty(self, n: int, dtype: np.dtype | type) -> np.ndarray:
+        """Like ``np.empty(n, dtype)`` (1-D, contents undefined)."""
+        dt = np.dtype(dtype)
+        nbytes = int(n) * dt.itemsize
+        if nbytes < self.MIN_BYTES:
+            return np.empty(n, dt)
+        with self._lock:
+            return self._take(nbytes)[:nbytes].view(dt)
+
+    def _take(self, nbytes: int) -> np.ndarray:
+        best = -1
+        blocks = self._blocks
+        for i in range(len(blocks)):
+            size = len(blocks[i])
+            # free: referenced by the list and getrefcount's argument only
+            if nbytes <= size <= nbytes + nbytes // 4 + self.MIN_BYTES and sys.getrefcount(blocks[i]) == 2:
+                if best < 0 or size < len(blocks[best]):
+                    best = i
+        if best >= 0:
+            block = blocks.pop(best)
+        else:
+            block = np.empty(-(-nbytes // self.MIN_BYTES) * self.MIN_BYTES, np.uint8)
+            # make room: forget free blocks (oldest first) beyond what may be kept
+            total = len(block) + sum(len(b) for b in blocks)
+            i = 0
+            while total > self.keep and i < len(blocks):
+                if sys.getrefcount(blocks[i]) == 2:
+                    total -= len(blocks[i])
+                    del blocks[i]
+                else:
+                    i += 1
+        blocks.append(block)  # most recently used last
+        return block
+
+    def clear(self) -> None:
+        """Forget every block (memory goes back once the arrays using it are gone)."""
+        with self._lock:
+            self._blocks.clear()
+
+
+#: where tracewatch's big per-event arrays come from (see :class:`_Recycler`)
+recycler = _Recycler()
 
 
 @dataclass(frozen=True)
@@ -204,20 +269,20 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
         if n + per_page_max > cap:
             break
         base = p * page_words  # page start, in words
-        lo = np.uint64(words[base])
-        hi = np.uint64(words[base + 1])
+        lo = np.uint64(words[np.uint64(base)])
+        hi = np.uint64(words[np.uint64(base + 1)])
         if big:
             ts = (lo << np.uint64(32)) | hi
         else:
             ts = (hi << np.uint64(32)) | lo
         if long8 and big:
-            flags = np.int64(words[base + 3])
+            flags = np.int64(words[np.uint64(base + 3)])
         else:
-            flags = np.int64(words[base + 2])
+            flags = np.int64(words[np.uint64(base + 2)])
         size = flags & np.int64(COMMIT_MASK)
-        page_ts[p] = ts
-        page_commit[p] = size
-        page_first[p] = n
+        page_ts[np.uint64(p)] = ts
+        page_commit[np.uint64(p)] = size
+        page_first[np.uint64(p)] = n
         missed = np.int64(0)
         if flags & np.int64(RB_MISSED_EVENTS):
             missed = np.int64(-1)
@@ -226,14 +291,14 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
                 if at % 4 == 0 and at + (8 if long8 else 4) <= page_bytes:
                     w = base + at // 4
                     if not long8:
-                        cnt = np.int64(words[w])
+                        cnt = np.int64(words[np.uint64(w)])
                     elif big:
-                        cnt = np.int64(words[w + 1]) | (np.int64(words[w]) << np.int64(32))
+                        cnt = np.int64(words[np.uint64(w + 1)]) | (np.int64(words[np.uint64(w)]) << np.int64(32))
                     else:
-                        cnt = np.int64(words[w]) | (np.int64(words[w + 1]) << np.int64(32))
+                        cnt = np.int64(words[np.uint64(w)]) | (np.int64(words[np.uint64(w + 1)]) << np.int64(32))
                     if cnt > 0:
                         missed = cnt
-        page_missed[p] = missed
+        page_missed[np.uint64(p)] = missed
         p += 1
         if data_start + size > page_bytes:
             dmg_code[p - 1] = _DAMAGE_COMMIT_TOO_BIG
@@ -244,7 +309,7 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
         end = base + data_w + size // 4
         w = base + data_w
         while w < end:
-            hdr = words[w]
+            hdr = words[np.uint64(w)]
             if big:
                 type_len = hdr >> np.uint32(27)
                 delta = np.uint64(hdr & delta_mask)
@@ -261,7 +326,7 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
                     dmg_off[p - 1] = (w - base) * 4
                     dmg_aux[p - 1] = data_start + size
                     break
-                alen = np.int64(words[w + 1])
+                alen = np.int64(words[np.uint64(w + 1)])
                 if alen < 4:
                     dmg_code[p - 1] = _DAMAGE_BAD_LENGTH
                     dmg_off[p - 1] = (w - base) * 4
@@ -274,7 +339,7 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
                     break  # null padding: nothing more on this page
                 if w + 2 > end:
                     break  # a padding header cut by the commit carries no events
-                nxt = w + 1 + (np.int64(words[w + 1]) + 3) // 4
+                nxt = w + 1 + (np.int64(words[np.uint64(w + 1)]) + 3) // 4
                 ts += delta
                 if nxt > end:
                     break
@@ -286,7 +351,7 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
                     dmg_off[p - 1] = (w - base) * 4
                     dmg_aux[p - 1] = data_start + size
                     break
-                ext = (np.uint64(words[w + 1]) << np.uint64(TS_SHIFT)) + delta
+                ext = (np.uint64(words[np.uint64(w + 1)]) << np.uint64(TS_SHIFT)) + delta
                 if type_len == RINGBUF_TYPE_TIME_EXTEND:
                     ts += ext
                 else:
@@ -300,16 +365,17 @@ def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big
                 dmg_aux[p - 1] = data_start + size
                 break
             ts += delta
-            out_ts[n] = ts
-            out_off[n] = payload * 4
-            out_len[n] = length_w * 4
+            un = np.uint64(n)
+            out_ts[un] = ts
+            out_off[un] = payload * 4
+            out_len[un] = length_w * 4
             if length_w:
                 if big:
-                    out_type[n] = words[payload] >> np.uint32(16)
+                    out_type[un] = words[np.uint64(payload)] >> np.uint32(16)
                 else:
-                    out_type[n] = words[payload] & np.uint32(0xFFFF)
+                    out_type[un] = words[np.uint64(payload)] & np.uint32(0xFFFF)
             else:
-                out_type[n] = 0
+                out_type[un] = 0
             n += 1
             w = nxt
     return n, p
@@ -358,14 +424,17 @@ def walk_pages(buf: np.ndarray | bytes | bytearray | memoryview, page_size: int,
 
 
 def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], page_size: int, *,
-                 commit_size: int = 8, little: bool = True
+                 commit_size: int = 8, little: bool = True, recycle: bool = False
                  ) -> tuple[list[PageIndex], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`walk_pages` for several runs of pages (one per CPU) at once.
 
     Returns the :class:`PageIndex` of each buffer and the per-event arrays of
     all of them end to end, ``(ts, offset, length, type_id)``: buffer ``i``'s
     events are one slice of these (its PageIndex arrays are views of it), so
-    a merge across CPUs reads them without concatenating.
+    a merge across CPUs reads them without concatenating.  ``recycle`` takes the
+    per-event arrays from :data:`recycler` (for a whole file's walk, whose arrays
+    are dropped together; a live reader's small walks keep ``np.empty``, whose
+    unused capacity costs no memory).
     """
     if commit_size not in (4, 8):
         raise ValueError(f"commit_size must be 4 or 8, not {commit_size}")
@@ -383,7 +452,8 @@ def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], pa
     # pages are never faulted in), so the arrays are returned as slices.
     left = sum(pages_of)
     cap = min(left, 64) * per_page
-    outs = [np.empty(cap, np.uint64), np.empty(cap, np.int64), np.empty(cap, np.int32), np.empty(cap, np.uint16)]
+    new = recycler.empty if recycle else np.empty
+    outs = [new(cap, t) for t in (np.uint64, np.int64, np.int32, np.uint16)]
     n = 0
     walked = 0
     runs = []
@@ -405,7 +475,7 @@ def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], pa
                 # out of room: grow for the pages left (of this and the following buffers)
                 density = max(n / max(walked, 1), 1.0)
                 want = n + int(density * 1.25 * left) + per_page
-                grown = [np.empty(max(want, cap + per_page), a.dtype) for a in outs]
+                grown = [new(max(want, cap + per_page), a.dtype) for a in outs]
                 for new, old in zip(grown, outs):
                     new[:n] = old[:n]
                 outs = grown

@@ -30,14 +30,15 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterator
+from collections.abc import Mapping
+from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
 from numba import njit
 
 from ..errors import TraceFormatError
 from .event_format import EventFormat, HeaderPage, parse_event_format
-from .ring_page import PageIndex, walk_buffers, walk_pages
+from .ring_page import PageIndex, recycler, walk_buffers, walk_pages
 from .symbols import Cmdlines, KernelSymbols, TraceSymbols, parse_printk_formats
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "TraceDatReader",
     "Record",
     "MergedIndex",
+    "TypeIndex",
     "BufferInstance",
     "CpuLostEvents",
     "identify_input",
@@ -202,6 +204,71 @@ class MergedIndex:
                            self.type_id[sel], self.missed_before[sel], list(self.damage))
 
 
+@dataclass(eq=False)
+class TypeIndex:
+    """The merged index grouped by event type: what per-type batches are made of.
+
+    ``type_id`` (int64, ascending) lists the types present (of those asked for);
+    type ``type_id[k]``'s events are rows ``bounds[k]:bounds[k + 1]`` of the
+    per-row arrays, in :class:`MergedIndex` order: ``pos`` (int64, the event's
+    position in that order), ``cpu`` (int32), ``ts`` (int64 ns, file offsets
+    applied), ``offset`` (int64), ``length`` (int32).  ``total`` counts the
+    events of the merged order (every type); ``damage`` as in MergedIndex.
+    """
+
+    type_id: np.ndarray
+    bounds: np.ndarray
+    pos: np.ndarray
+    cpu: np.ndarray
+    ts: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+    total: int
+    damage: list[TraceFormatError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def rows(self, k: int, start: int = 0, stop: int | None = None) -> slice:
+        """The rows of type ``type_id[k]`` whose merged position is in ``[start, stop)``."""
+        lo, hi = int(self.bounds[k]), int(self.bounds[k + 1])
+        if start <= 0 and (stop is None or stop >= self.total):
+            return slice(lo, hi)
+        pos = self.pos[lo:hi]
+        a = lo + int(np.searchsorted(pos, start, side="left")) if start > 0 else lo
+        b = lo + int(np.searchsorted(pos, stop, side="left")) if stop is not None else hi
+        return slice(a, b)
+
+
+def _group_runs(src: tuple[np.ndarray, ...], runs: tuple[np.ndarray, ...], total: int,
+                wanted: Container[int]) -> TypeIndex:
+    """A :class:`TypeIndex` of the events ``runs`` (cpu, start, end) pick from ``src`` (ts,
+    offset, length, type_id), keeping the types in ``wanted``."""
+    ts, off, ln, ty = src
+    rc, rs, re = runs
+    part = recycler.empty(4 << 16, np.int64)
+    part[:] = 0
+    ty = ty if ty.dtype == np.uint16 else ty.astype(np.uint16)
+    counts = recycler.empty(1 << 16, np.int64)
+    _count_runs_kernel(ty, rs, re, part, counts)
+    present = np.flatnonzero(counts)
+    ids = np.array([t for t in present.tolist() if t in wanted], np.int64)
+    bounds = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(counts[ids], out=bounds[1:])
+    rows = int(bounds[-1])
+    which = recycler.empty(1 << 16, np.int32)
+    which[:] = -1
+    which[ids] = np.arange(len(ids), dtype=np.int32)
+    new = recycler.empty
+    out = TypeIndex(ids, bounds, new(rows, np.int64), new(rows, np.int32), new(rows, np.int64),
+                    new(rows, np.int64), new(rows, np.int32), total)
+    if rows:
+        ts = ts.view(np.int64) if ts.dtype == np.uint64 else ts.astype(np.int64, copy=False)
+        _split_runs_kernel(ts, off.astype(np.int64, copy=False), ln.astype(np.int32, copy=False), ty,
+                           rc, rs, re, which, bounds[:-1].copy(), out.pos, out.cpu, out.ts, out.offset, out.length)
+    return out
+
+
 @dataclass(frozen=True)
 class CpuLostEvents:
     """Events the kernel dropped on one CPU, from the pages' missed-events flags.
@@ -357,6 +424,63 @@ class _CpuPages:
     load_damage: list[tuple[int, TraceFormatError]] = field(default_factory=list)
 
 
+#: madvise(2) MADV_POPULATE_READ (Python's mmap module names it from 3.13 on)
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if hasattr(mmap.mmap, "madvise") else 0)
+
+
+#: format texts already parsed, by (text, system): traces of one machine store the same texts
+_PARSED: dict[tuple[str, str], EventFormat] = {}
+
+
+def _parse_copy(fmt: EventFormat) -> EventFormat:
+    return EventFormat(id=fmt.id, system=fmt.system, name=fmt.name, fields=list(fmt.fields), print_fmt=fmt.print_fmt)
+
+
+def _peek_event_id(text: str) -> int | None:
+    """The ID a format text declares, as :func:`parse_event_format` reads it (the last
+    ``ID:`` line); None when it would not parse that far (no name: or ID: line, a bad ID)."""
+    ev_id = None
+    named = False
+    for line in text.splitlines():
+        if line.startswith("name:"):
+            named = True
+        elif line.startswith("ID:"):
+            try:
+                ev_id = int(line[3:].strip())
+            except ValueError:
+                return None
+    return ev_id if named else None
+
+
+class _LazyFormats(Mapping):
+    """id -> EventFormat, each parsed on first lookup (see :attr:`TraceDatReader.formats`)."""
+
+    def __init__(self, entries: dict, parse: Callable[[str, str, int], EventFormat]) -> None:
+        self._entries = entries  # id -> EventFormat, or (text, system, file offset) not parsed yet
+        self._parse = parse
+
+    def __getitem__(self, ev_id: int) -> EventFormat:
+        got = self._entries[ev_id]
+        if isinstance(got, tuple):
+            got = self._parse(*got)
+            if got.id != ev_id:  # cannot happen: _peek_event_id reads the ID as the parser does
+                raise TraceFormatError(f"event format ID {got.id} read as {ev_id}", path=None)
+            self._entries[ev_id] = got
+        return got
+
+    def __contains__(self, ev_id: object) -> bool:
+        return ev_id in self._entries
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<formats: {len(self._entries)} event types>"
+
+
 class TraceDatReader:
     """A trace.dat file (trace-cmd versions 6 and 7), read lazily.
 
@@ -402,6 +526,7 @@ class TraceDatReader:
         # per-event arrays of every CPU end to end, and each CPU's start, when walked together
         self._walked_together: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
         self._merged: dict[bool, MergedIndex] = {}
+        self._typed: dict[tuple, TypeIndex] = {}
         self._read_initial_format()
 
     # -- opening -----------------------------------------------------------
@@ -720,28 +845,49 @@ class TraceDatReader:
         return out
 
     @cached_property
-    def formats(self) -> dict[int, EventFormat]:
-        """Every event format in the file by id: system "ftrace" and each event system."""
-        out: dict[int, EventFormat] = {}
+    def formats(self) -> "Mapping[int, EventFormat]":
+        """Every event format in the file by id: system "ftrace" and each event system.
+
+        A read-only mapping that parses a format when it is first looked up (the
+        ids are found up front), so a trace of a few event types does not pay for
+        the hundreds of formats a file usually stores; a bad format raises its
+        TraceFormatError when it is looked up (or its ID line when opened).
+        """
+        out: dict[int, EventFormat | tuple[str, str, int]] = {}
         if self._has_section(OPT_FTRACE_EVENTS):
             c = self._meta_cursor(OPT_FTRACE_EVENTS)
             for _ in range(c.u32("ftrace format count")):
                 text, at = c.sized_text(8, "ftrace format")
-                fmt = self._parse_format(text, "ftrace", at)
-                out[fmt.id] = fmt
+                self._add_format(out, text, "ftrace", at)
         if self._has_section(OPT_EVENT_FORMATS):
             c = self._meta_cursor(OPT_EVENT_FORMATS)
             for _ in range(c.u32("event system count")):
                 system = c.cstr("system name")
                 for _ in range(c.u32("event count")):
                     text, at = c.sized_text(8, f"{system} event format")
-                    fmt = self._parse_format(text, system, at)
-                    out[fmt.id] = fmt
-        return out
+                    self._add_format(out, text, system, at)
+        return _LazyFormats(out, self._parse_format)
+
+    def _add_format(self, out: dict, text: str, system: str, at: int) -> None:
+        ev_id = _peek_event_id(text)
+        if ev_id is None:  # no (good) name: or ID: line: parse now, which raises as it should
+            fmt = self._parse_format(text, system, at)
+            out[fmt.id] = fmt
+        else:
+            out[ev_id] = (text, system, at)
 
     def _parse_format(self, text: str, system: str, at: int) -> EventFormat:
+        key = (text, system)
+        done = _PARSED.get(key)
+        if done is not None:
+            # a fresh EventFormat (it caches per-object state) sharing the parsed, read-only fields
+            return _parse_copy(done)
         try:
-            return parse_event_format(text, system, source=self.path)
+            fmt = parse_event_format(text, system, source=self.path)
+            if len(_PARSED) >= 4096:
+                _PARSED.clear()
+            _PARSED[key] = fmt
+            return _parse_copy(fmt)
         except TraceFormatError as e:
             raise TraceFormatError(f"{system} event format: {e.message}", path=self.path, offset=at) from None
         except (ValueError, IndexError) as e:
@@ -908,12 +1054,28 @@ class TraceDatReader:
             for cpu in range(self.cpus):
                 self.cpu_index(cpu)
             return
+        self._populate()
         indexes, every = walk_buffers([self.cpu_buffer(c)[0] for c in range(self.cpus)], self.page_size,
-                                      commit_size=self.header_page.commit_size, little=self.little_endian)
+                                      commit_size=self.header_page.commit_size, little=self.little_endian,
+                                      recycle=True)
         starts = np.zeros(self.cpus, np.int64)
         np.cumsum([len(i) for i in indexes[:-1]], out=starts[1:])
         self._cpu_index.update(enumerate(indexes))
         self._walked_together = (every, starts)
+
+    def _populate(self) -> None:
+        """Map every uncompressed CPU's pages in one call before walking them all: much cheaper
+        than a page fault per few pages (MADV_POPULATE_READ, Linux 5.14; a no-op elsewhere)."""
+        if self._buffer.compressed or not _MADV_POPULATE_READ:
+            return
+        for d in self._buffer.cpus:
+            start = d.file_offset // mmap.PAGESIZE * mmap.PAGESIZE
+            end = min(d.file_offset + d.file_size, self.file_size)
+            if end > start:
+                try:
+                    self._map.madvise(_MADV_POPULATE_READ, start, end - start)
+                except (OSError, ValueError):
+                    return
 
     def cpu_damage(self, cpu: int) -> list[tuple[int, TraceFormatError]]:
         """Damage on one CPU as (events of the CPU before it, error), in stream order."""
@@ -964,6 +1126,23 @@ class TraceDatReader:
         kg = self.keep_going if keep_going is None else keep_going
         if kg in self._merged:
             return self._merged[kg]
+        per_cpu, damage, cut_ts = self._limits(kg)
+        merged = self._merge(per_cpu)
+        if cut_ts is not None:
+            cut = self._adjust_ts(np.array([cut_ts], dtype=np.uint64))[0]
+            merged = merged.take(np.flatnonzero(merged.ts <= cut))
+        merged.damage = damage
+        if damage and not kg:
+            err = damage[0]
+            err.partial = merged  # type: ignore[attr-defined]
+            err.damage = damage  # type: ignore[attr-defined]
+            raise err
+        self._merged[kg] = merged
+        return merged
+
+    def _limits(self, kg: bool) -> tuple[list[tuple[PageIndex, int]], list[TraceFormatError], int | None]:
+        """Walk every CPU; per CPU its walk and how many of its events are kept, the damage
+        found, and (without keep-going, on damage) the raw time after which no event is kept."""
         self._walk_all()
         per_cpu = []
         damage: list[TraceFormatError] = []
@@ -979,19 +1158,67 @@ class TraceDatReader:
                 cut_ts = last if cut_ts is None else min(cut_ts, last)
             damage.extend(e for _, e in dmg)
             per_cpu.append((idx, n))
-        merged = self._merge(per_cpu)
-        if cut_ts is not None:
-            cut = self._adjust_ts(np.array([cut_ts], dtype=np.uint64))[0]
-            merged = merged.take(np.flatnonzero(merged.ts <= cut))
         damage.sort(key=lambda e: (e.cpu if e.cpu is not None else -1, e.offset or 0))
-        merged.damage = damage
+        return per_cpu, damage, cut_ts
+
+    def type_index(self, *, keep_going: bool | None = None, types: Iterable[int] | None = None) -> "TypeIndex":
+        """:meth:`index` grouped by event type, without building the merged arrays.
+
+        One compiled k-way merge finds the merged order as runs of each CPU's
+        stream, one counting-sort pass writes every event straight into its
+        type's rows (see :class:`TypeIndex`).  ``types``: the type ids wanted
+        (default: every id the file has a format for).  Damage is handled as by
+        :meth:`index`: without keep-going the error raised carries ``partial``,
+        the TypeIndex of the events before the damage.
+        """
+        kg = self.keep_going if keep_going is None else keep_going
+        key = (kg, None if types is None else frozenset(int(t) for t in types))
+        got = self._typed.get(key)
+        if got is not None:
+            return got
+        per_cpu, damage, cut_ts = self._limits(kg)
+        runs = None
+        if cut_ts is None:
+            counts = [n for _, n in per_cpu]
+            if self._walked_together is not None:
+                (ts, off, ln, ty), starts = self._walked_together
+            else:
+                every = per_cpu or [(PageIndex.empty(self.page_size), 0)]
+                ts, off, ln, ty = (np.concatenate([getattr(idx, name) for idx, _ in every])
+                                   for name in ("ts", "offset", "length", "type_id"))
+                starts = np.zeros(len(per_cpu), np.int64)
+                np.cumsum([len(idx) for idx, _ in per_cpu[:-1]], out=starts[1:])
+            ends = starts + np.array(counts, np.int64)
+            shown = self._adjust_ts(ts)
+            if shown is ts or not _sorted_only_before_adjusting(ts, shown, starts, ends):
+                total = sum(counts)
+                cap = total + len(starts)
+                rc, rs, re = (recycler.empty(cap, np.int64) for _ in range(3))
+                nr = _merge_runs_kernel(shown, starts, ends, rc, rs, re)
+                runs = (rc[:nr].copy(), rs[:nr].copy(), re[:nr].copy())
+                src = (shown, off, ln, ty)
+        if runs is None:
+            # damage cut without keep-going, or shown times that wrap: group the merged index
+            try:
+                merged = self.index(keep_going=kg)
+            except TraceFormatError as e:
+                merged = e.partial  # type: ignore[attr-defined]
+            total = len(merged)
+            cpu = merged.cpu
+            cuts = np.flatnonzero(cpu[1:] != cpu[:-1]) + 1 if total else np.zeros(0, np.int64)
+            rs = np.concatenate([np.zeros(min(total, 1), np.int64), cuts])
+            re = np.concatenate([cuts, np.full(min(total, 1), total, np.int64)])
+            runs = (cpu[rs].astype(np.int64), rs, re)
+            src = (merged.ts, merged.offset, merged.length, merged.type_id)
+        out = _group_runs(src, runs, total, self.formats if types is None else set(key[1]))
+        out.damage = damage
         if damage and not kg:
             err = damage[0]
-            err.partial = merged  # type: ignore[attr-defined]
+            err.partial = out  # type: ignore[attr-defined]
             err.damage = damage  # type: ignore[attr-defined]
             raise err
-        self._merged[kg] = merged
-        return merged
+        self._typed[key] = out
+        return out
 
     def _merge(self, per_cpu: list[tuple[PageIndex, int]]) -> MergedIndex:
         """The first ``n`` events of each CPU's walk, in trace-cmd's order (see :meth:`index`)."""
@@ -1034,8 +1261,10 @@ class TraceDatReader:
             cpu = np.repeat(np.arange(len(per_cpu), dtype=np.int32), counts)[o]
             return MergedIndex(cpu, ts[order], off[order], ln[order], ty[order], missed[order])
         total = sum(counts)
-        out = MergedIndex(np.empty(total, np.int32), np.empty(total, np.uint64), np.empty(total, np.int64),
-                          np.empty(total, np.int32), np.empty(total, np.uint16), np.zeros(total, np.int64))
+        new = recycler.empty
+        out = MergedIndex(new(total, np.int32), new(total, np.uint64), new(total, np.int64),
+                          new(total, np.int32), new(total, np.uint16), new(total, np.int64))
+        out.missed_before[:] = 0
         _merge_kernel(ts, off, ln, ty, starts, ends, lost_at_a, lost_a,
                       out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
         return out
@@ -1084,6 +1313,8 @@ class TraceDatReader:
         self._cpu_pages.clear()
         self._cpu_index.clear()
         self._merged.clear()
+        self._typed.clear()
+        self._walked_together = None
         self._data = np.zeros(0, np.uint8)
         try:
             self._map.close()
@@ -1207,3 +1438,137 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
             i = child
         heap[i] = c
     return k
+
+
+@njit(cache=True, nogil=True)
+def _merge_runs_kernel(ts, starts, ends, run_cpu, run_start, run_end):
+    """The order of :func:`_merge_kernel` as runs, without copying any event.
+
+    Run ``r`` is events ``run_start[r]:run_end[r]`` of CPU ``run_cpu[r]`` (indexes
+    into ``ts``); the merged order is the runs one after the other.  The run
+    arrays need room for ``len(ts) + len(starts)`` runs at most (only the pages
+    written are touched).  Returns the number of runs.  The same heap and tie
+    rules as :func:`_merge_kernel` (keep the two in step).
+    """
+    ncpu = len(starts)
+    head = starts.copy()
+    heap = np.empty(ncpu, np.int64)
+    size = 0
+    for c in range(ncpu):
+        if head[c] < ends[c]:
+            i = size
+            size += 1
+            while i > 0:
+                parent = (i - 1) // 2
+                pc = heap[parent]
+                if ts[head[pc]] < ts[head[c]] or (ts[head[pc]] == ts[head[c]] and pc < c):
+                    break
+                heap[i] = pc
+                i = parent
+            heap[i] = c
+    r = 0
+    while size > 0:
+        c = heap[0]
+        if size == 1:
+            bound_ts = np.uint64(0)
+            bound_c = -1
+        else:
+            b = heap[1]
+            if size > 2:
+                b2 = heap[2]
+                if ts[head[b2]] < ts[head[b]] or (ts[head[b2]] == ts[head[b]] and b2 < b):
+                    b = b2
+            bound_ts = ts[head[b]]
+            bound_c = b
+        h0 = head[c]
+        e = ends[c]
+        h = h0 + 1
+        if bound_c < 0:
+            h = e
+        elif c < bound_c:
+            while h < e and ts[h] <= bound_ts:
+                h += 1
+        else:
+            while h < e and ts[h] < bound_ts:
+                h += 1
+        run_cpu[r] = c
+        run_start[r] = h0
+        run_end[r] = h
+        r += 1
+        head[c] = h
+        if h == e:
+            size -= 1
+            c = heap[size]
+            if size == 0:
+                break
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            ch = heap[child]
+            if child + 1 < size:
+                ch2 = heap[child + 1]
+                if ts[head[ch2]] < ts[head[ch]] or (ts[head[ch2]] == ts[head[ch]] and ch2 < ch):
+                    child += 1
+                    ch = ch2
+            if ts[head[c]] < ts[head[ch]] or (ts[head[c]] == ts[head[ch]] and c < ch):
+                break
+            heap[i] = ch
+            i = child
+        heap[i] = c
+    return r
+
+
+@njit(cache=True, nogil=True)
+def _count_runs_kernel(ty, run_start, run_end, part, counts):
+    """Events per type id over the runs into ``counts``, through four histograms (``part``,
+    4 x ``len(counts)``, zeroed by the caller) so that consecutive events of one type do not
+    wait on each other's update.  Plain Python when NUMBA_DISABLE_JIT=1."""
+    n_bins = np.uint64(len(part) // 4)
+    b2 = n_bins + n_bins
+    b3 = b2 + n_bins
+    u1 = np.uint64(1)
+    u4 = np.uint64(4)
+    for r in range(len(run_start)):
+        s = np.uint64(run_start[r])
+        e = np.uint64(run_end[r])
+        i = s
+        while i + u4 <= e:
+            part[np.uint64(ty[i])] += 1
+            part[n_bins + np.uint64(ty[i + u1])] += 1
+            part[b2 + np.uint64(ty[i + u1 + u1])] += 1
+            part[b3 + np.uint64(ty[i + u4 - u1])] += 1
+            i += u4
+        while i < e:
+            part[np.uint64(ty[i])] += 1
+            i += u1
+    for t in range(len(counts)):
+        counts[t] = part[t] + part[n_bins + t] + part[b2 + t] + part[b3 + t]
+
+
+@njit(cache=True, nogil=True)
+def _split_runs_kernel(ts, off, ln, ty, run_cpu, run_start, run_end, which, next_row,
+                       out_pos, out_cpu, out_ts, out_off, out_ln):
+    """Group the merged order by type in one pass (a counting sort, the merged arrays never
+    built): the event at merged position ``k`` of type ``t`` with ``w = which[t] >= 0`` goes
+    to row ``next_row[w]`` (then the next row), so each type's rows stay in merged order.
+    Plain Python when NUMBA_DISABLE_JIT=1."""
+    k = 0
+    for r in range(len(run_start)):
+        c = np.int32(run_cpu[r])
+        s = np.uint64(run_start[r])
+        e = np.uint64(run_end[r])
+        # unsigned indexes: no negative-index handling in the loop
+        for i in range(s, e):
+            w = which[np.uint64(ty[i])]
+            if w >= 0:
+                row = next_row[w]
+                next_row[w] = row + 1
+                d = np.uint64(row)
+                out_pos[d] = k + np.int64(i - s)
+                out_cpu[d] = c
+                out_ts[d] = ts[i]
+                out_off[d] = off[i]
+                out_ln[d] = ln[i]
+        k += np.int64(e - s)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
+
 from ..errors import TraceFormatError
 from ..formats.tracedat import TraceDatReader
-from ..stream.batch import Event, EventBatch, TraceContext
+from ..stream.batch import Event, EventBatch, TraceContext, split_type_index
 from ..stream.chunk import EventChunk
 
 __all__ = ["FileSource", "open_trace"]
@@ -65,10 +67,43 @@ class FileSource:
 
     def batches(self, events: str | None = None) -> Iterator["EventBatch"]:
         """Columnar batches, one per event type per chunk; ``events`` is a glob (``"sched:*"``)."""
-        only = _matcher(events)
-        for chunk in self.chunks():
-            for batch, _pos in chunk.batches(only=only):
+        index, error = self._type_index(events)
+        buffers = self._buffers()
+        for start in range(0, index.total, self.chunk_events):
+            for batch, _pos in split_type_index(self.context, buffers, index, start=start,
+                                                stop=start + self.chunk_events, little=self.reader.little_endian):
                 yield batch
+        if error is not None:
+            raise error
+
+    def split(self, events: str | None = None) -> Iterator[tuple[EventBatch, np.ndarray]]:
+        """The whole file as one batch per event type (type id order), each with its rows'
+        positions in the file's event order (trace-cmd's), like ``EventChunk.batches``.
+
+        The fast path: the merge writes each event straight into its type's rows
+        (``TraceDatReader.type_index``); the merged arrays are never built.
+        """
+        index, error = self._type_index(events)
+        yield from split_type_index(self.context, self._buffers(), index, little=self.reader.little_endian)
+        if error is not None:
+            raise error
+
+    def _type_index(self, events: str | None):
+        only = _matcher(events)
+        formats = self.reader.formats
+        types = None if only is None else [t for t, fmt in formats.items() if only(fmt)]
+        try:
+            index, error = self.reader.type_index(keep_going=self.keep_going, types=types), None
+        except TraceFormatError as e:
+            index = getattr(e, "partial", None)
+            if index is None:
+                raise
+            error = e
+        self.damage = list(index.damage)
+        return index, error
+
+    def _buffers(self) -> list:
+        return [self.reader.cpu_buffer(c)[0] for c in range(self.reader.cpus)]
 
     def events(self, events: str | None = None) -> Iterator["Event"]:
         """Every event (matching the ``events`` glob) as an :class:`Event`, in time order."""

@@ -3,10 +3,11 @@
 An :class:`EventBatch` holds the events of one event type from one stretch of a
 trace, in time order, as numpy columns named after the kernel's fields
 (``b.id``, ``b.prev_pid``) plus the metadata columns ``common_ts`` (ns),
-``common_cpu`` and ``common_comm``.  The fixed-size part of every record is
-gathered once into an (N, width) byte matrix; each numeric column is a view
-of it through a structured dtype, made contiguous when first asked for.
-Strings and dynamic arrays are decoded only when asked for.
+``common_cpu`` and ``common_comm``.  The first scalar column asked for
+decodes every fixed-size scalar column of the batch in one compiled pass over
+its records (:func:`gather_scalars`); fixed arrays come from an (N, width)
+byte matrix gathered once; strings and dynamic arrays are decoded only when
+asked for.
 
 :class:`Event` objects, for per-event handlers, are tuples built from the
 columns' ``tolist()`` in bulk; fields are read-only attributes.  Their own
@@ -25,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from ..formats.event_format import EventFormat, Field
+from ..formats.ring_page import recycler
 
 if TYPE_CHECKING:
     from ..formats.symbols import TraceSymbols
@@ -187,8 +189,11 @@ class EventBatch:
         length: np.ndarray,
         *,
         little: bool = True,
+        type_id: int | None = None,
     ) -> None:
         self.format_ = fmt
+        # every row's common_type, when the rows were grouped by it (the column needs no gather)
+        self._type_id = type_id
         self.context_ = context
         self._buffers = buffers
         self._cpu = np.ascontiguousarray(cpu, dtype=np.int32)
@@ -260,10 +265,21 @@ class EventBatch:
         order = "<" if self._little else ">"
         fields = [f for f in _scalar_fields(fmt) if f.name not in self._columns]
         dtypes = [np.dtype(order + _SCALAR_KIND[(f.size, f.signed)]) for f in fields]
+        if self._type_id is not None:
+            for i, f in enumerate(fields):
+                if f.name == "common_type" and f.offset == 0 and f.size == 2:
+                    # the rows were grouped by this very value (read from the record's first 2 bytes)
+                    col = recycler.empty(len(self), order + "u2")
+                    col[:] = self._type_id
+                    self._columns[f.name] = col.view(dtypes[i])
+                    del fields[i], dtypes[i]
+                    break
         if self._rows is not None:
             rows = self._rows
             cols = [np.ascontiguousarray(rows[:, f.offset : f.offset + f.size]).view(dt).reshape(len(self))
                     for f, dt in zip(fields, dtypes)]
+        elif not fields:
+            cols = []
         else:
             cols = gather_scalars(self._buffers, self._cpu, self._offset, self._length,
                                   [(f.offset, dt) for f, dt in zip(fields, dtypes)])
@@ -337,7 +353,7 @@ class EventBatch:
     def take_(self, sel: np.ndarray) -> "EventBatch":
         """A batch of the rows selected by a boolean mask or index array."""
         b = EventBatch(self.format_, self.context_, self._buffers, self._cpu[sel], self._ts[sel],
-                       self._offset[sel], self._length[sel], little=self._little)
+                       self._offset[sel], self._length[sel], little=self._little, type_id=self._type_id)
         if self._rows is not None:
             b._rows = self._rows[sel]
         for k, v in self._columns.items():
@@ -369,17 +385,44 @@ def gather_scalars(buffers: Sequence[np.ndarray], cpu: np.ndarray, offset: np.nd
     """Columns of fixed-size scalar fields, each ``(byte offset in the record, dtype)``.
 
     Record ``i`` is ``buffers[cpu[i]][offset[i] : offset[i] + length[i]]``;
-    bytes past its end or its buffer's end read as 0.  One compiled pass copies
-    the 32-bit words the fields live in (see :func:`_plan_scalars`).
+    bytes past its end or its buffer's end read as 0.  Buffers that are slices
+    of one array (a trace.dat's mapping): one compiled pass over the records
+    (see :func:`_scalars_kernel`), the columns views of one allocation, each in
+    the trace's byte order as the dtype says.  Separate buffers (live pages):
+    one pass per CPU copying the words the fields live in (:func:`_plan_scalars`).
     """
     n = len(offset)
     if n == 0:
         return [np.zeros(0, dt) for _, dt in fields]
-    moves, total, where = _plan_scalars(fields, n)
-    out = _gather_words(buffers, cpu, offset, length, moves[:, 0].copy(), moves[:, 1].copy(), moves[:, 2].copy(),
-                        total)
-    return _scalar_views(out, 0, fields, where, n)
-
+    root = _common_root(buffers)
+    if root is None:
+        # buffers in separate allocations (live pages): one pass per CPU present copying the
+        # 32-bit words the fields live in (see _plan_scalars)
+        moves, total, where = _plan_scalars(fields, n)
+        words = _gather_words(buffers, cpu, offset, length, moves[:, 0].copy(), moves[:, 1].copy(),
+                              moves[:, 2].copy(), total)
+        return _scalar_views(words, 0, fields, where, n)
+    sizes = [np.dtype(dt).itemsize for _, dt in fields]
+    # widest first: every column starts aligned to its item size
+    base = [0] * len(fields)
+    at = 0
+    for i in sorted(range(len(fields)), key=lambda i: -sizes[i]):
+        base[i] = at
+        at += n * sizes[i]
+    out = recycler.empty((at + 7) // 8, np.uint64)
+    f_off = np.array([off for off, _ in fields], np.int64)
+    f_size = np.array(sizes, np.int64)
+    f_base = np.array(base, np.int64)
+    w0 = int(f_off.min()) // 4
+    need = (int((f_off + f_size).max()) + 3) // 4 - w0  # words of a record the fields span
+    # rows of an even width up to 8 are copied without a loop (the extra word is never read)
+    width = need + (need & 1) if need < 8 else need
+    out8 = out.view(np.uint8)
+    src, start, stop = root
+    _scalars_kernel(src, _words_of(src), start, stop, np.ascontiguousarray(cpu, dtype=np.int32),
+                    np.ascontiguousarray(offset, dtype=np.int64), np.ascontiguousarray(length, dtype=np.int32),
+                    w0, need, width, f_off, f_size, f_base, out8, out.view(np.uint16), out.view(np.uint32))
+    return [out8[b : b + n * sz].view(np.dtype(dt)) for (_, dt), b, sz in zip(fields, base, sizes)]
 
 def _plan_scalars(fields: Sequence[tuple[int, np.dtype]], n: int
                   ) -> tuple[np.ndarray, int, list[tuple[int, int, int]]]:
@@ -427,10 +470,197 @@ def _scalar_views(out: np.ndarray, at: int, fields: Sequence[tuple[int, np.dtype
     return cols
 
 
+#: records per block of :func:`_scalars_kernel` (their bytes stay in L1/L2 from field to field)
+_BLOCK = 256
+
+
+@njit(cache=True, nogil=True)
+def _scalars_kernel(src, src32, start, stop, cpu, offset, length, w0, need, width, f_off, f_size, f_base,
+                    out8, out16, out32):
+    """Scalar columns of records, a block of records at a time: where each record starts,
+    then each field's values of the block, one tight loop per field.
+
+    Field ``k`` (``f_size[k]`` bytes at record byte ``f_off[k]``) of record ``i`` goes
+    to bytes ``f_base[k] + i * f_size[k]`` of ``out8`` (``out16``/``out32``: its views;
+    each column aligned to its item size).  Record ``i`` is ``src[start[c] + offset[i] :]``
+    (``c = cpu[i]``), cut at ``length[i]`` bytes and at ``stop[c]``.  A record that
+    starts 4-byte aligned and holds words ``w0 : w0 + need`` (every field) is read from
+    ``src32``, ``src`` as words (empty when ``src`` is not aligned), with fields at their
+    natural alignment; any other goes through :func:`_span_rows` (bytes past the record
+    are 0).  Indexes are unsigned so the loops need no negative-index handling.  Plain
+    Python when NUMBA_DISABLE_JIT=1.
+    """
+    n = len(offset)
+    n_cpu = len(start)
+    nf = len(f_off)
+    words_ok = len(src32) > 0
+    for k in range(nf):
+        sz = f_size[k]
+        if (sz == 8 and f_off[k] % 4 != 0) or (sz == 4 and f_off[k] % 4 != 0) or \
+                (sz == 2 and f_off[k] % 2 != 0) or (sz != 1 and sz != 2 and sz != 4 and sz != 8):
+            words_ok = False
+    src16 = src32.view(np.uint16)
+    span = 4 * (w0 + need)
+    addr = np.zeros(_BLOCK, np.uint64)
+    slow = np.empty(_BLOCK, np.int64)
+    scratch = np.empty(width, np.uint32)
+    u1 = np.uint64(1)
+    u2 = np.uint64(2)
+    for lo in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - lo)
+        n_slow = 0
+        for j in range(m):
+            i = lo + j
+            c = cpu[i]
+            ok = False
+            if words_ok and c >= 0 and c < n_cpu and offset[i] >= 0:
+                a = start[c] + offset[i]
+                ok = (a & 3) == 0 and a + span <= min(a + length[i], stop[c])
+            if ok:
+                addr[j] = np.uint64(a)
+            else:
+                addr[j] = 0  # (a valid place to read; the row is redone below)
+                slow[n_slow] = j
+                n_slow += 1
+        ulo = np.uint64(lo)
+        for k in range(nf):
+            sz = f_size[k]
+            o = np.uint64(f_off[k])
+            if sz == 8:
+                d = (np.uint64(f_base[k]) >> u2) + u2 * ulo
+                q = o >> u2
+                for j in range(np.uint64(m)):
+                    w = (addr[j] >> u2) + q
+                    out32[d + u2 * j] = src32[w]
+                    out32[d + u2 * j + u1] = src32[w + u1]
+            elif sz == 4:
+                d = (np.uint64(f_base[k]) >> u2) + ulo
+                q = o >> u2
+                for j in range(np.uint64(m)):
+                    out32[d + j] = src32[(addr[j] >> u2) + q]
+            elif sz == 2:
+                d = (np.uint64(f_base[k]) >> u1) + ulo
+                q = o >> u1
+                for j in range(np.uint64(m)):
+                    out16[d + j] = src16[(addr[j] >> u1) + q]
+            elif sz == 1:
+                d = np.uint64(f_base[k]) + ulo
+                for j in range(np.uint64(m)):
+                    out8[d + j] = src[addr[j] + o]
+        for x in range(n_slow):
+            i = lo + slow[x]
+            _span_rows(src, src32, start, stop, cpu, -1, True, offset, length, w0, need, width, i, i + 1,
+                       scratch.view(np.uint8), scratch)
+            _columns_of_rows(scratch, 1, width, i, w0, f_off, f_size, f_base, out8, out16, out32)
+
+
+@njit(cache=True, nogil=True)
+def _span_rows(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, length, w0, need, width, lo, hi,
+               rows8, rows32):
+    """Words ``w0 : w0 + width`` of records ``lo:hi`` to ``rows32[(i - lo) * width :]``; the
+    words past ``w0 + need`` may hold anything (they are not read).
+
+    Record ``i`` is ``src[start[c] + offset[i] :]`` (``c = cpu[i]``), cut at
+    ``length[i]`` bytes and at ``stop[c]``; bytes past its end are written as 0
+    (a record whose CPU has no buffer, all 0).  A record that starts 4-byte
+    aligned and holds the words is read from ``src32`` (``src`` as words; empty
+    when ``src`` is not aligned), any other a byte at a time.  With
+    ``only_cpu >= 0`` only that CPU's records are written (and those of no CPU
+    when ``fill_invalid``)."""
+    n_cpu = len(start)
+    words_ok = len(src32) > 0
+    span = 4 * (w0 + need)
+    last = len(src32) - w0 - width  # the last word a fast copy may start at
+    for i in range(lo, hi):
+        r = (i - lo) * width
+        c = cpu[i]
+        if c < 0 or c >= n_cpu or offset[i] < 0:
+            if only_cpu < 0 or fill_invalid:
+                for w in range(width):
+                    rows32[r + w] = 0
+            continue
+        if only_cpu >= 0 and c != only_cpu:
+            continue
+        a = start[c] + offset[i]
+        e = min(a + length[i], stop[c])
+        if words_ok and (a & 3) == 0 and a + span <= e and (a >> 2) <= last:
+            first = (a >> 2) + w0
+            # straight-line copies for the usual widths (a loop of unknown length costs more than the copy)
+            if width == 8:
+                rows32[r] = src32[first]
+                rows32[r + 1] = src32[first + 1]
+                rows32[r + 2] = src32[first + 2]
+                rows32[r + 3] = src32[first + 3]
+                rows32[r + 4] = src32[first + 4]
+                rows32[r + 5] = src32[first + 5]
+                rows32[r + 6] = src32[first + 6]
+                rows32[r + 7] = src32[first + 7]
+            elif width == 6:
+                rows32[r] = src32[first]
+                rows32[r + 1] = src32[first + 1]
+                rows32[r + 2] = src32[first + 2]
+                rows32[r + 3] = src32[first + 3]
+                rows32[r + 4] = src32[first + 4]
+                rows32[r + 5] = src32[first + 5]
+            elif width == 4:
+                rows32[r] = src32[first]
+                rows32[r + 1] = src32[first + 1]
+                rows32[r + 2] = src32[first + 2]
+                rows32[r + 3] = src32[first + 3]
+            elif width == 2:
+                rows32[r] = src32[first]
+                rows32[r + 1] = src32[first + 1]
+            else:
+                for w in range(width):
+                    rows32[r + w] = src32[first + w]
+        else:
+            p = a + 4 * w0
+            for b in range(4 * width):
+                rows8[4 * r + b] = src[p + b] if p + b < e else 0
+
+
+@njit(cache=True, nogil=True)
+def _columns_of_rows(rows32, m, width, row0, w0, f_off, f_size, f_base, out8, out16, out32):
+    """Field ``k`` (``f_size[k]`` bytes at record byte ``f_off[k]``) of rows ``0:m`` of
+    ``rows32`` (``width`` words each, from record word ``w0``) to column bytes
+    ``f_base[k] + (row0 + j) * f_size[k]`` of ``out8`` (``out16``/``out32``: its views;
+    each column aligned to its item size).  Bytes are copied as they are."""
+    rows8 = rows32.view(np.uint8)
+    rows16 = rows32.view(np.uint16)
+    for k in range(len(f_off)):
+        sz = f_size[k]
+        ob = f_off[k] - 4 * w0  # byte of the field in a row
+        if (sz == 8 or sz == 4) and ob % 4 == 0:
+            q = ob >> 2
+            if sz == 8:
+                d = (f_base[k] >> 2) + 2 * row0
+                for j in range(m):
+                    out32[d + 2 * j] = rows32[j * width + q]
+                    out32[d + 2 * j + 1] = rows32[j * width + q + 1]
+            else:
+                d = (f_base[k] >> 2) + row0
+                for j in range(m):
+                    out32[d + j] = rows32[j * width + q]
+        elif sz == 2 and ob % 2 == 0:
+            d = (f_base[k] >> 1) + row0
+            q = ob >> 1
+            for j in range(m):
+                out16[d + j] = rows16[j * 2 * width + q]
+        elif sz == 1:
+            d = f_base[k] + row0
+            for j in range(m):
+                out8[d + j] = rows8[j * 4 * width + ob]
+        else:
+            d = f_base[k] + row0 * sz
+            for j in range(m):
+                for b in range(sz):
+                    out8[d + j * sz + b] = rows8[j * 4 * width + ob + b]
+
+
 def _gather_words(buffers: Sequence[np.ndarray], cpu: np.ndarray, offset: np.ndarray, length: np.ndarray,
                   m_word: np.ndarray, m_dest: np.ndarray, m_stride: np.ndarray, total: int) -> np.ndarray:
     """Run :func:`_gather_kernel` over the records of every CPU; returns its output words."""
-    out = np.empty(total, np.uint32)  # every word a move names is written
+    out = recycler.empty(total, np.uint32)  # every word a move names is written
     cpu = np.ascontiguousarray(cpu, dtype=np.int32)
     offset = np.ascontiguousarray(offset, dtype=np.int64)
     length = np.ascontiguousarray(length, dtype=np.int32)
@@ -607,23 +837,50 @@ def split_by_type(
             continue
         which[tid] = len(wanted)
         k = int(counts[tid])
-        wanted.append((fmt, rows, rows + k))
+        wanted.append((fmt, rows, rows + k, tid))
         rows += k
     if not wanted:
         return
     ts = np.ascontiguousarray(ts)
     ts = ts.view(np.int64) if ts.dtype == np.uint64 else ts.astype(np.int64, copy=False)
-    pos = np.empty(rows, np.int64)
-    g_cpu = np.empty(rows, np.int32)
-    g_ts = np.empty(rows, np.int64)
-    g_offset = np.empty(rows, np.int64)
-    g_length = np.empty(rows, np.int32)
-    _group_by_type(keys, which, np.array([s for _, s, _ in wanted], np.int64),
+    pos = recycler.empty(rows, np.int64)
+    g_cpu = recycler.empty(rows, np.int32)
+    g_ts = recycler.empty(rows, np.int64)
+    g_offset = recycler.empty(rows, np.int64)
+    g_length = recycler.empty(rows, np.int32)
+    _group_by_type(keys, which, np.array([s for _, s, _, _ in wanted], np.int64),
                    np.ascontiguousarray(cpu, dtype=np.int32), ts, np.ascontiguousarray(offset, dtype=np.int64),
                    np.ascontiguousarray(length, dtype=np.int32), pos, g_cpu, g_ts, g_offset, g_length)
-    for fmt, s, e in wanted:
+    for fmt, s, e, tid in wanted:
         yield EventBatch(fmt, context, buffers, g_cpu[s:e], g_ts[s:e], g_offset[s:e], g_length[s:e],
-                         little=little), pos[s:e]
+                         little=little, type_id=tid), pos[s:e]
+
+
+def split_type_index(
+    context: TraceContext,
+    buffers: Sequence[np.ndarray],
+    index: Any,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    only: Callable[[EventFormat], bool] | None = None,
+    little: bool = True,
+) -> Iterator[tuple[EventBatch, np.ndarray]]:
+    """:func:`split_by_type` of merged positions ``[start, stop)`` of an index already
+    grouped by type (``formats.tracedat.TypeIndex``): the same batches and positions
+    (relative to ``start``), taken as slices without another pass over the events."""
+    for k, tid in enumerate(index.type_id.tolist()):
+        fmt = context.formats.get(tid)
+        if fmt is None or (only is not None and not only(fmt)):
+            continue
+        s = index.rows(k, start, stop)
+        if s.stop <= s.start:
+            continue
+        pos = index.pos[s]
+        if start:
+            pos = pos - start
+        yield EventBatch(fmt, context, buffers, index.cpu[s], index.ts[s], index.offset[s], index.length[s],
+                         little=little, type_id=tid), pos
 
 
 def _scalar_fields(fmt: EventFormat) -> list[Field]:
