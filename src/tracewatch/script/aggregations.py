@@ -364,12 +364,47 @@ def _py_keys(u: np.ndarray) -> list[Any]:
     return out
 
 
+#: integer keys whose combined range is at most this are grouped by counting, not sorting
+_DENSE_RANGE = 1 << 24
+
+
+def _group_dense(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], np.ndarray] | None:
+    """``_group`` for integer keys of a small combined range (pids, syscall ids, CPUs): one
+    counting pass instead of a sort per level; None when the keys do not qualify."""
+    if not levels or len(levels[0]) == 0 or any(lv.dtype.kind not in "iu" for lv in levels):
+        return None
+    lows, spans, total = [], [], 1
+    for lv in levels:
+        lo, hi = int(lv.min()), int(lv.max())
+        lows.append(lo)
+        spans.append(hi - lo + 1)
+        total *= hi - lo + 1
+        if total > _DENSE_RANGE:
+            return None
+    code = np.zeros(len(levels[0]), np.int64)
+    for lv, lo, span in zip(levels, lows, spans):
+        code = code * span + (lv.astype(np.int64) - lo)
+    present = np.flatnonzero(np.bincount(code, minlength=total))
+    slot = np.empty(total, np.int64)
+    slot[present] = np.arange(len(present))
+    digits = []
+    rest = present
+    for lo, span in zip(reversed(lows), reversed(spans)):
+        digits.append((rest % span + lo).tolist())
+        rest = rest // span
+    digits.reverse()
+    return list(zip(*digits)), slot[code]
+
+
 def _group(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], np.ndarray]:
     """Distinct key paths and, for each row, the index of its path."""
     n = len(levels[0])
     for lv in levels:
         if lv.ndim != 1 or len(lv) != n:
             raise ValueError("key arrays must be one-dimensional and of the same length")
+    dense = _group_dense(levels)
+    if dense is not None:
+        return dense
     uniq: list[np.ndarray] = []
     invs: list[np.ndarray] = []
     for lv in levels:

@@ -104,8 +104,13 @@ class ScriptRunner:
             for f in h.start:
                 d.call_hook(f)
             started = True
-            for chunk in source.chunks():
-                d.feed(chunk)
+            if d.batch_only() and recorder is None and hasattr(source, "split"):
+                # only batch handlers, no timers: one batch per type for the whole file,
+                # straight from the fused type index (no merged index, no chunking)
+                d.feed_batches(source.split(only=d.wants))
+            else:
+                for chunk in source.chunks():
+                    d.feed(chunk)
         finally:
             try:
                 if started:

@@ -10,11 +10,12 @@ the damaged pages and lists them in ``damage``).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import TraceFormatError
+from ..formats.event_format import EventFormat
 from ..formats.tracedat import TraceDatReader
 from ..stream.batch import Event, EventBatch, TraceContext, split_type_index
 from ..stream.chunk import EventChunk
@@ -76,20 +77,23 @@ class FileSource:
         if error is not None:
             raise error
 
-    def split(self, events: str | None = None) -> Iterator[tuple[EventBatch, np.ndarray]]:
+    def split(self, events: str | None = None, *, only: Callable[[EventFormat], bool] | None = None
+              ) -> Iterator[tuple[EventBatch, np.ndarray]]:
         """The whole file as one batch per event type (type id order), each with its rows'
         positions in the file's event order (trace-cmd's), like ``EventChunk.batches``.
 
         The fast path: the merge writes each event straight into its type's rows
         (``TraceDatReader.type_index``); the merged arrays are never built.
         """
-        index, error = self._type_index(events)
+        index, error = self._type_index(events, only)
         yield from split_type_index(self.context, self._buffers(), index, little=self.reader.little_endian)
         if error is not None:
             raise error
 
-    def _type_index(self, events: str | None):
-        only = _matcher(events)
+    def _type_index(self, events: str | None, only: Callable[[EventFormat], bool] | None = None):
+        by_glob = _matcher(events)
+        if by_glob is not None:
+            only = by_glob if only is None else (lambda f, a=by_glob, b=only: a(f) and b(f))
         formats = self.reader.formats
         types = None if only is None else [t for t, fmt in formats.items() if only(fmt)]
         try:

@@ -109,6 +109,29 @@ class Dispatcher:
         for fmt in formats:
             self.route(fmt)
 
+    def batch_only(self) -> bool:
+        """True when every handler takes batches and nothing depends on event order across types
+        (no per-event handlers, timers or lost-event handlers): then a source may hand over
+        whole-file batches per type."""
+        return (all(h.batch for h in self.handlers) and not self.timers and not self.lost_handlers)
+
+    def feed_batches(self, batches: Iterable[tuple[Any, np.ndarray]]) -> None:
+        """Dispatch ready-made per-type batches (see :meth:`batch_only`)."""
+        for batch, _pos in batches:
+            n = len(batch)
+            if n == 0:
+                continue
+            self.events_seen += n
+            route = self.route(batch.format_)
+            if route is None:
+                continue
+            self.chunk_end_ts = int(batch.common_ts[-1])
+            for h, flt in route.batch:
+                b = batch if flt is None else batch.take_(flt.mask(batch))
+                if len(b):
+                    self.events_dispatched += len(b)
+                    self._call(h.func, None, b)
+
     def wants(self, fmt: EventFormat) -> bool:
         return self.route(fmt) is not None
 
