@@ -321,3 +321,22 @@ def test_walk_buffers_equals_walk_pages_per_buffer() -> None:
         assert every[0][start : start + len(got)].tolist() == got.ts.tolist()
         start += len(got)
     assert indexes[2].damage and indexes[2].trailing_bytes == 100
+
+
+def test_walk_grows_its_output_more_than_once():
+    """The first pages are sparse, the rest dense: the output arrays must grow repeatedly."""
+    from tracewatch.formats.ring_page import walk_buffers
+    from tracewatch.testing import PageBuilder, make_payload
+
+    b = PageBuilder(4096)
+    for i in range(80):  # sparse pages: one big event each
+        b.begin_page(1000 * (i + 1))
+        b.event(make_payload(7, 2000), delta=1)
+    for i in range(400):  # dense pages: as many tiny events as fit
+        b.begin_page(10_000_000 + 1000 * i)
+        while b.room >= 16:
+            b.event(make_payload(8, 8), delta=1)
+    data = np.frombuffer(b.build(), dtype=np.uint8)
+    (idx,), _every = walk_buffers([data], 4096)
+    assert len(idx) == len(b.expected) > 80 * 2
+    assert np.array_equal(idx.type_id, np.array([e.payload[0] for e in b.expected], dtype=np.uint16))

@@ -476,8 +476,8 @@ def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], pa
                 density = max(n / max(walked, 1), 1.0)
                 want = n + int(density * 1.25 * left) + per_page
                 grown = [new(max(want, cap + per_page), a.dtype) for a in outs]
-                for new, old in zip(grown, outs):
-                    new[:n] = old[:n]
+                for bigger, old in zip(grown, outs):
+                    bigger[:n] = old[:n]
                 outs = grown
                 cap = len(outs[0])
         runs.append((first, n, n_pages, len(arr) - n_pages * page_size, per_page_arrays))
