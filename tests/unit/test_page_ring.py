@@ -168,3 +168,46 @@ def test_memory_stays_flat_after_ten_times_keep():
     assert ring.bytes == keep
     assert mem_after - mem_full < 64 << 10
     assert objects_after - objects_full < 50
+
+
+def _held_bytes(h, cpu: int) -> bytes:
+    import ctypes
+
+    out = b""
+    for addr, length in h.iovecs(cpu).tolist():
+        out += ctypes.string_at(addr, length)
+    assert out == b"".join(bytes(v) for v in h.views(cpu))
+    return out
+
+
+def test_hold_keeps_pages_in_place_and_copies_a_slot_only_when_it_is_reused():
+    ring = PageRing("16K", PAGE)  # 4 slots
+    pages = pages_of(synthetic_pages(0, 1000, 2000))
+    for p in pages[:4]:
+        ring.add(0, p)
+    h = ring.hold()
+    assert h.slots[0].tolist() == [0, 1, 2, 3] and len(h.iovecs(0)) == 1  # adjacent slots: one writev entry
+    assert _held_bytes(h, 0) == b"".join(p.tobytes() for p in pages[:4])
+    ring.add(0, pages[4])  # evicts and reuses slot 0: the hold gets its own copy first
+    assert list(h.saved) == [0]
+    assert _held_bytes(h, 0) == b"".join(p.tobytes() for p in pages[:4])
+    first, last, counts, missed = h.times(0)
+    assert (counts > 0).all() and (first <= last).all()
+    h.release()
+    ring.add(0, pages[5])  # nothing held: no copy
+    assert not h.saved and not ring._holds and not ring._pins.any()
+
+
+def test_hold_before_bytes_keeps_the_newest_pages_before_the_trigger_and_all_after():
+    ring = PageRing("32K", PAGE)
+    data = np.frombuffer(synthetic_pages(0, 1000, 1600), np.uint8)
+    ring.add(0, data)
+    idx = walk_pages(data, PAGE)
+    _, last, _ = page_times(idx)
+    n = len(last)
+    trig = int(last[n - 4])  # pages n-8 .. n-4 end at or before the trigger, 3 end after it
+    h = ring.hold(before_ts=trig, before_bytes=2 * PAGE)
+    kept_last = h.times(0)[1]
+    assert (kept_last <= trig).sum() == 2 and (kept_last > trig).sum() == 3
+    assert kept_last.tolist() == sorted(kept_last.tolist())
+    h.release()

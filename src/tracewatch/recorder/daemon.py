@@ -47,6 +47,9 @@ __all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log
 
 STATUS_VERSION = 1
 
+#: The least extra ring a live recorder keeps beyond --keep (see FlightRun.recorder_for).
+MIN_HEADROOM_BYTES = 16 << 20
+
 
 def log_line(message: str) -> None:
     """One journald-friendly line on stderr: ``tracewatch[PID]: message``."""
@@ -354,11 +357,22 @@ class FlightRun:
 
     @staticmethod
     def recorder_for(session: Any, keep: int | str, out_dir: str, **kw: Any) -> FlightRecorder:
-        """A FlightRecorder shaped for ``session``'s pages, writing in a background thread."""
+        """A FlightRecorder shaped for ``session``'s pages, writing in a background thread.
+
+        ``kallsyms=True`` stores ``/proc/kallsyms`` in every dump (``--kallsyms``).
+        """
         cpus = max(session.source.cpus) + 1 if session.source.cpus else None
         kw.setdefault("background", True)
-        kw.setdefault("headroom", 0.25)
-        return FlightRecorder(keep, out_dir, live_meta(session), page_size=session.source.page_size,
+        # beyond --keep, the ring holds what is read while the handlers catch up to a trigger: a quarter
+        # of --keep, at least 16 MiB (measured: live handlers see an event up to ~1 s after its page
+        # was read when a CPU is quiet; at 300k events/s that is ~9 MiB)
+        from .page_ring import parse_size
+
+        kw.setdefault("headroom", max(0.25, MIN_HEADROOM_BYTES / max(parse_size(keep), 1)))
+        # kallsyms (~5 MB) only when asked: written into every dump, it was the largest part after the pages
+        kallsyms = "/proc/kallsyms" if kw.pop("kallsyms", False) else None
+        return FlightRecorder(keep, out_dir, live_meta(session, kallsyms_path=kallsyms),
+                              page_size=session.source.page_size,
                               commit_size=session.source.commit_size, little=sys.byteorder == "little",
                               cpus=cpus, **kw)
 

@@ -4,9 +4,10 @@ Life of a dump::
 
     FlightRecorder.trigger(reason, ts)           a handler called dump(), or SIGUSR1
       -> DumpWriter.admit()                      cooldown? disk nearly full? (counted, not dumped)
-      -> PendingDump                             the ring's snapshot goes to a TraceDatWriter spool now
+      -> PendingDump                             the ring's pages are held in place (PageRing.hold): no copy
       -> PendingDump.feed(cpu, pages)            every page batch read after the trigger
-      -> PendingDump.finish()                    trace time passed trigger + after: trim, write, rename
+      -> PendingDump.finish()                    trace time passed trigger + after: trim, write (writev
+                                                 from the ring's slab), rename, fsync
       -> DumpWriter._completed()                 sidecar JSON, rotation (--max-dumps)
 
 The post window ends at ``trigger_ts + after`` (inclusive) and nothing after
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
 from ..formats.tracedat_writer import PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out
-from .page_ring import PageRing, page_times, parse_size
+from .page_ring import PageRing, RingHold, page_times, parse_size
 
 __all__ = [
     "FlightRecorder",
@@ -174,22 +175,122 @@ def _rewrite_commit(arr: np.ndarray, page: int, page_size: int, data_start: int,
     arr[at : at + commit_size] = np.frombuffer((new_size | flags).to_bytes(commit_size, order), np.uint8)
 
 
+#: Pages written from the ring per hold of the recorder's lock (32 MiB of 4 KiB pages): the
+#: reader waits at most that long (a few ms) for the lock while a dump is written from the ring.
+RING_PAGES_PER_LOCK = 8192
+
+#: The interpreter's switch interval while a dump is written (s).
+DUMP_SWITCH_INTERVAL = 0.0005
+
+#: iovecs per writev call (Linux IOV_MAX is 1024).
+_IOV_MAX = 1024
+
+
+def _writev_all(fd: int, views: list[memoryview]) -> None:
+    """Write every view, in order, with as few ``writev`` calls as IOV_MAX allows (GIL released inside)."""
+    i = 0
+    while i < len(views):
+        batch = views[i : i + _IOV_MAX]
+        want = sum(v.nbytes for v in batch)
+        done = os.writev(fd, batch)
+        if done < want:  # a short write (rare on regular files): finish this batch one view at a time
+            for v in batch:
+                if done >= v.nbytes:
+                    done -= v.nbytes
+                    continue
+                rest = v[done:]
+                done = 0
+                while rest.nbytes:
+                    rest = rest[os.write(fd, rest):]
+        i += _IOV_MAX
+
+
+_libc_writev: Any = None
+
+
+def _writev_iov(fd: int, iov: np.ndarray) -> None:
+    """``writev`` of a ``struct iovec`` array through ctypes: the GIL is released for each call,
+    and no Python object is made per page (a dump of 64 MiB is a handful of calls)."""
+    global _libc_writev
+    if _libc_writev is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        f = libc.writev
+        f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        f.restype = ctypes.c_ssize_t
+        _libc_writev = f
+    iov = np.ascontiguousarray(iov, np.uint64)
+    i = 0
+    while i < len(iov):
+        batch = iov[i : i + _IOV_MAX]
+        done = _libc_writev(fd, batch.ctypes.data, len(batch))
+        if done < 0:
+            import ctypes
+
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        want = int(batch[:, 1].sum())
+        if done < want:  # short write: continue from the middle of the entry where it stopped
+            ends = np.cumsum(batch[:, 1].astype(np.int64))
+            j = int(np.searchsorted(ends, done, side="right"))
+            rest = iov[i + j :].copy()
+            into = done - (int(ends[j - 1]) if j else 0)
+            rest[0, 0] += np.uint64(into)
+            rest[0, 1] -= np.uint64(into)
+            iov, i = rest, 0
+            continue
+        i += _IOV_MAX
+
+
+class _RingPart:
+    """Pages of one CPU still in the ring (a :class:`RingHold`), written straight from its slab."""
+
+    def __init__(self, hold: RingHold, cpu: int, lo: int, hi: int, lock: Any) -> None:
+        self.hold, self.cpu, self.lo, self.hi, self.lock = hold, cpu, lo, hi, lock
+        self.nbytes = (hi - lo) * hold.ring.page_size
+
+    def write_fd(self, fd: int) -> None:
+        for at in range(self.lo, self.hi, RING_PAGES_PER_LOCK):
+            with self.lock:  # the slab is reused only under this lock: hold it while the kernel copies
+                _writev_iov(fd, self.hold.iovecs(self.cpu, at, min(at + RING_PAGES_PER_LOCK, self.hi)))
+
+    def copy(self) -> np.ndarray:
+        with self.lock:
+            views = self.hold.views(self.cpu, self.lo, self.hi)
+            return np.concatenate([np.frombuffer(v, np.uint8) for v in views]) if views else \
+                np.empty(0, np.uint8)
+
+
 class _DumpFileWriter(TraceDatWriter):
     """A :class:`TraceDatWriter` for dumps: pages kept by reference, the file visible before it is durable.
 
-    The pages of a dump are already private copies (the ring's snapshot, the
-    reader's fresh batches), so they are not spooled again: one pass writes
-    them to the temporary file.  The file is renamed as soon as it is
-    complete (every reader sees a whole file; :attr:`renamed_at` is the
-    trigger-to-file end point), then fsynced with its directory; the dump's
-    sidecar is written only after that, so a .json always describes a .dat
-    that survives a crash.
+    The pages of a dump are not copied: pages still in the ring are written
+    straight from its slab (:class:`_RingPart`, under the recorder's lock
+    for each 16 MiB), the post window's pages from the reader's own
+    batches; one pass writes them to the temporary file with ``writev``
+    (the GIL is released while the kernel copies).  The file is renamed as
+    soon as it is complete (every reader sees a whole file;
+    :attr:`renamed_at` is the trigger-to-file end point), then fsynced with
+    its directory; the dump's sidecar is written only after that, so a
+    .json always describes a .dat that survives a crash.  :attr:`marks`
+    has the monotonic times of each step, for the sidecar's ``timing_ms``.
     """
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        self._held_pages: dict[int, list[np.ndarray]] = {}
+        self._held_pages: dict[int, list[Any]] = {}
         self.renamed_at: float | None = None
+        self.marks: dict[str, float] = {}
+
+    def add_ring_part(self, part: _RingPart) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: writer is closed")
+        if not 0 <= part.cpu < self.cpus:
+            raise ValueError(f"CPU {part.cpu} out of range (the writer has {self.cpus} CPUs)")
+        if part.nbytes:
+            self._held_pages.setdefault(part.cpu, []).append(part)
+            self._sizes[part.cpu] += part.nbytes
 
     def add_pages(self, cpu: int, pages: Any) -> None:
         if self._closed:
@@ -204,12 +305,29 @@ class _DumpFileWriter(TraceDatWriter):
             self._sizes[cpu] += len(arr)
 
     def _copy_cpu(self, out, cpu: int) -> None:  # noqa: ANN001
-        for arr in self._held_pages.get(cpu, ()):
-            out.f.write(memoryview(arr))
+        items = self._held_pages.get(cpu, ())
+        if not items:
+            return
+        if "metadata" not in self.marks:
+            self.marks["metadata"] = time.monotonic()
+        f = out.f
+        f.flush()
+        fd = f.fileno()
+        run: list[memoryview] = []
+        for item in items:
+            if isinstance(item, _RingPart):
+                _writev_all(fd, run)
+                run = []
+                item.write_fd(fd)
+            else:
+                run.append(memoryview(item).cast("B"))
+        _writev_all(fd, run)
+        f.seek(os.lseek(fd, 0, os.SEEK_CUR))  # the buffered file's idea of the position: where the fd is
 
     def _cpu_chunks(self, cpu: int):
         chunk = PAGES_PER_CHUNK * self.meta.page_size
-        for arr in self._held_pages.get(cpu, ()):
+        for item in self._held_pages.get(cpu, ()):
+            arr = item.copy() if isinstance(item, _RingPart) else item
             for at in range(0, len(arr), chunk):
                 yield arr[at : at + chunk].tobytes()
 
@@ -221,7 +339,13 @@ class _DumpFileWriter(TraceDatWriter):
         if self._closed:
             return
         self._closed = True
+        self.marks["start"] = time.monotonic()
         tmp_path, fd = self._create_temp()
+        # the handlers' thread holds the GIL most of the time: each time this thread comes back from a
+        # write (the GIL released) it waits for a switch; a short interval while the file is written
+        # measured 2-3x faster writes under load (restored after)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, DUMP_SWITCH_INTERVAL))
         try:
             f = os.fdopen(fd, "wb")
             try:
@@ -231,9 +355,12 @@ class _DumpFileWriter(TraceDatWriter):
                 else:
                     self._write_v7(out)
                 f.flush()
+                self.marks["pages"] = time.monotonic()
+                self.marks.setdefault("metadata", self.marks["pages"])
                 os.replace(tmp_path, self.path)  # complete: visible now
-                self.renamed_at = time.monotonic()
+                self.renamed_at = self.marks["renamed"] = time.monotonic()
                 os.fsync(f.fileno())  # durable: before the sidecar says it is there
+                self.marks["fsynced"] = time.monotonic()
             finally:
                 f.close()
         except BaseException:
@@ -244,6 +371,7 @@ class _DumpFileWriter(TraceDatWriter):
                     pass
             raise
         finally:
+            sys.setswitchinterval(switch)
             self._drop_spools()
         self._fsync_directory()
 
@@ -263,6 +391,8 @@ class DumpRequest:
     lag_ns: int | None = None
     #: time.monotonic() of the trigger call (or of the SIGUSR1), for the trigger-to-file delay
     requested_at: float = field(default_factory=time.monotonic)
+    #: triggers counted in cooldown since the previous dump was admitted (for the sidecar)
+    suppressed_before: int = 0
 
     @property
     def end_ts(self) -> int:
@@ -287,8 +417,11 @@ class DumpResult:
     first_ts: int | None
     last_ts: int | None
     write_seconds: float
-    #: from the trigger call to the rename of the .dat (includes the post window)
+    #: from the trigger call (or SIGUSR1's arrival) to the rename of the .dat (includes the post window,
+    #: not the fsync after the rename)
     trigger_to_file_seconds: float = 0.0
+    #: the steps of trigger-to-file and after it, in ms (see the sidecar's ``timing_ms``)
+    timing_ms: dict[str, float] = field(default_factory=dict)
 
 
 class PendingDump:
@@ -316,6 +449,11 @@ class PendingDump:
         self._commit_size = commit_size
         self._little = little
         self._held: dict[int, list[np.ndarray]] = {}
+        self._items: dict[int, list[Any]] = {}  # per CPU, in file order: page arrays and _RingParts
+        self._holds: list[RingHold] = []
+        self._lock: Any = None  # the recorder's lock, under which ring pages are read and holds released
+        self.held_at: float | None = None  # when the ring's pages were held (the trigger's own work done)
+        self.finish_at: float | None = None  # when the writer started on the file
         self._done_cpus: set[int] = set()
         self.events_per_cpu: dict[int, int] = {}
         self.pages = 0
@@ -352,7 +490,9 @@ class PendingDump:
             past = np.flatnonzero(last_ts > self.end_ts)
             k = int(past[0]) if len(past) else n
         if k:
-            self._spool(cpu, arr[: k * self._page_size], first_ts[:k], last_ts[:k], counts[:k],
+            # a copy: the reader's batches are views of its 64 MiB arenas, which a view kept here
+            # would keep from being reused until the dump is written
+            self._spool(cpu, arr[: k * self._page_size].copy(), first_ts[:k], last_ts[:k], counts[:k],
                         index.page_missed[:k])
         if k < n:
             rest = np.flatnonzero(first_ts[k:] > self.end_ts)
@@ -362,9 +502,34 @@ class PendingDump:
             if stop < n:
                 self._done_cpus.add(cpu)
 
-    def _spool(self, cpu: int, arr: np.ndarray, first_ts: np.ndarray, last_ts: np.ndarray, counts: np.ndarray,
+    def feed_hold(self, cpu: int, hold: RingHold, lock: Any) -> None:
+        """Take ``cpu``'s pages held in the ring at the trigger (no copy; call under ``lock``)."""
+        if hold not in self._holds:
+            self._holds.append(hold)
+        self._lock = lock
+        if self.finished or cpu in self._done_cpus or cpu >= self.cpus or not hold.pages(cpu):
+            return
+        first_ts, last_ts, counts, missed = hold.times(cpu)
+        n = len(counts)
+        if cpu in self._held:
+            k = 0
+        else:
+            past = np.flatnonzero(last_ts > self.end_ts)
+            k = int(past[0]) if len(past) else n
+        if k:
+            self._spool(cpu, _RingPart(hold, cpu, 0, k, lock), first_ts[:k], last_ts[:k], counts[:k], missed[:k])
+        if k < n:
+            rest = np.flatnonzero(first_ts[k:] > self.end_ts)
+            stop = k + int(rest[0]) if len(rest) else n
+            if stop > k:
+                # pages reaching past the end are cut at finish(): a copy of those few
+                self._held.setdefault(cpu, []).append(_RingPart(hold, cpu, k, stop, lock).copy())
+            if stop < n:
+                self._done_cpus.add(cpu)
+
+    def _spool(self, cpu: int, arr: Any, first_ts: np.ndarray, last_ts: np.ndarray, counts: np.ndarray,
                missed: np.ndarray) -> None:
-        self._writer.add_pages(cpu, arr)
+        self._items.setdefault(cpu, []).append(arr)
         self.pages += len(counts)
         self.events_per_cpu[cpu] = self.events_per_cpu.get(cpu, 0) + int(counts.sum())
         self.events_lost += int(missed[missed > 0].sum())
@@ -393,6 +558,7 @@ class PendingDump:
         if self.result is not None:
             return self.result
         self.finished = True
+        self.finish_at = time.monotonic()
         for cpu in sorted(self._held):
             held = np.concatenate(self._held[cpu])
             cut, _ = cut_pages_after(held, self.end_ts, self._page_size, commit_size=self._commit_size,
@@ -404,18 +570,62 @@ class PendingDump:
         self._held.clear()
         started = time.monotonic()
         try:
-            self._writer.close()
+            try:
+                w = self._writer
+                for cpu in sorted(self._items):
+                    for item in self._items[cpu]:
+                        if isinstance(item, _RingPart):
+                            w.add_ring_part(item)
+                        else:
+                            w.add_pages(cpu, item)
+                self._items.clear()
+                w.close()
+            finally:
+                self._release_holds()
         except BaseException:
             self.owner._failed(self)
             raise
         renamed = getattr(self._writer, "renamed_at", None) or time.monotonic()
-        self.result = self.owner._completed(self, time.monotonic() - started, renamed - self.request.requested_at)
+        timing = self._timing(started)
+        self.result = self.owner._completed(self, time.monotonic() - started, renamed - self.request.requested_at,
+                                            timing)
         return self.result
+
+    def _timing(self, started: float) -> dict[str, float]:
+        """Steps in ms: trigger -> pages held -> writer starts -> metadata -> pages -> rename -> fsync."""
+        req = self.request.requested_at
+        marks = getattr(self._writer, "marks", {})
+        points = [("hold", self.held_at), ("queue", self.finish_at), ("setup", marks.get("start")),
+                  ("metadata", marks.get("metadata")), ("pages", marks.get("pages")),
+                  ("rename", marks.get("renamed")), ("fsync", marks.get("fsynced"))]
+        out: dict[str, float] = {}
+        prev = req
+        for name, t in points:
+            if t is None:
+                continue
+            out[name] = round((t - prev) * 1000, 1)
+            prev = t
+        del started
+        return out
+
+    def _release_holds(self) -> None:
+        if not self._holds:
+            return
+        if self._lock is not None:
+            with self._lock:
+                for h in self._holds:
+                    h.release()
+        else:
+            for h in self._holds:
+                h.release()
+        self._holds.clear()
 
     def abort(self) -> None:
         """Drop the dump: nothing is written."""
         self.finished = True
         self._held.clear()
+        self._items.clear()
+        self._release_holds()
         if isinstance(self._writer_or_factory, TraceDatWriter):
             self._writer_or_factory.abort()
 
@@ -460,6 +670,7 @@ class DumpWriter:
         self.failed = 0
         self.rotated = 0
         self._suppressed_since_dump = 0
+        self.admitted_suppressed = 0  # cooldown-suppressed triggers just before the last admitted one
         self._last_admitted_ts: int | None = None
         self._disk_full = False
         self.last_result: DumpResult | None = None
@@ -497,6 +708,10 @@ class DumpWriter:
             self.log(f"dumping resumed: {free >> 20} MiB free in {self.out_dir} "
                      f"({self.skipped_disk_full} triggers were not dumped)")
         self._last_admitted_ts = trigger_ts
+        # taken now, not when the dump is written: with a writer thread, later triggers may be
+        # counted before this dump completes, and they belong to the next dump's sidecar
+        self.admitted_suppressed = self._suppressed_since_dump
+        self._suppressed_since_dump = 0
         return None
 
     # -- writing -----------------------------------------------------------------
@@ -544,7 +759,8 @@ class DumpWriter:
         self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
         self.log(f"dump failed: {pending.path}: {sys.exc_info()[1]}")
 
-    def _completed(self, pending: PendingDump, write_seconds: float, trigger_to_file: float = 0.0) -> DumpResult:
+    def _completed(self, pending: PendingDump, write_seconds: float, trigger_to_file: float = 0.0,
+                   timing: dict[str, float] | None = None) -> DumpResult:
         req = pending.request
         sidecar = pending.path[: -len(".dat")] + ".json"
         result = DumpResult(
@@ -552,7 +768,8 @@ class DumpWriter:
             events=pending.events, events_per_cpu=dict(sorted(pending.events_per_cpu.items())),
             bytes=os.path.getsize(pending.path), pages=pending.pages, events_lost=pending.events_lost,
             pages_with_unknown_loss=pending.pages_with_unknown_loss, first_ts=pending.first_ts,
-            last_ts=pending.last_ts, write_seconds=write_seconds, trigger_to_file_seconds=trigger_to_file)
+            last_ts=pending.last_ts, write_seconds=write_seconds, trigger_to_file_seconds=trigger_to_file,
+            timing_ms=dict(timing or {}))
         doc = {
             "file": os.path.basename(pending.path),
             "reason": req.reason,
@@ -574,14 +791,14 @@ class DumpWriter:
             "window": {"before_ns": req.before_ns, "after_ns": req.after_ns, "end_ts_ns": req.end_ts},
             "write_ms": round(write_seconds * 1000, 1),
             "trigger_to_file_ms": round(trigger_to_file * 1000, 1),
-            "triggers_suppressed_before": self._suppressed_since_dump,
+            "timing_ms": result.timing_ms,
+            "triggers_suppressed_before": req.suppressed_before,
             "settings": {**self.settings, "cooldown_ns": self.cooldown_ns, "max_dumps": self.max_dumps},
             "tracewatch_version": _version(),
             "written": _iso(time.time()),
         }
         _write_atomic(sidecar, (json.dumps(doc, indent=2) + "\n").encode())
         self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
-        self._suppressed_since_dump = 0
         self.dumps_written += 1
         self.last_result = result
         self.log(f"dump written: {pending.path} ({result.events} events, {result.bytes} bytes, {req.reason})")
@@ -649,9 +866,9 @@ class FlightRecorder:
     before a trigger (None: everything held); ``after``: default post window;
     ``cpus``: the traced machine's CPU count (default: highest CPU seen + 1);
     ``max_pending``: dumps collecting at once (more triggers are counted as
-    busy); ``background``: spool and write dumps in a writer thread, so a
-    trigger costs the handler only the copy of the ring (the metadata, the
-    file writes and the fsync happen beside it); ``late``: a trigger whose
+    busy); ``background``: write dumps in a writer thread, so a trigger
+    costs the handler only choosing the pages to hold (no copy; the
+    metadata, the file writes and the fsync happen beside it); ``late``: a trigger whose
     event is older than the newest page read by more than this is counted as
     late (the handlers are behind the reader); ``headroom``: the ring holds
     ``keep * (1 + headroom)`` so that ``keep`` bytes before a late trigger
@@ -674,6 +891,7 @@ class FlightRecorder:
         # trigger, so a dump still holds `keep` bytes before a trigger that was seen late
         self.ring = PageRing(int(parse_size(keep) * (1 + headroom)), page_size, commit_size=commit_size,
                              little=little)
+        self.keep_bytes = parse_size(keep)
         self.page_size = page_size
         self.commit_size = commit_size
         self.little = little
@@ -705,8 +923,14 @@ class FlightRecorder:
 
     @classmethod
     def for_reader(cls, reader, keep: int | str, out_dir: str | os.PathLike[str], **kw: Any) -> "FlightRecorder":
-        """A recorder whose dumps carry the metadata of an open trace.dat (replaying a file)."""
-        return cls(keep, out_dir, TraceMeta.from_reader(reader), page_size=reader.page_size,
+        """A recorder whose dumps carry the metadata of an open trace.dat (replaying a file).
+
+        ``kallsyms=False`` leaves the file's kallsyms out of the dumps (as ``--kallsyms`` not given does live).
+        """
+        meta = TraceMeta.from_reader(reader)
+        if not kw.pop("kallsyms", True):
+            meta.kallsyms = ""
+        return cls(keep, out_dir, meta, page_size=reader.page_size,
                    commit_size=reader.header_page.commit_size, little=reader.little_endian,
                    cpus=reader.cpus, **kw)
 
@@ -778,18 +1002,20 @@ class FlightRecorder:
                 return None
             request = DumpRequest(reason=reason, trigger_ts=int(ts), before_ns=before_ns, after_ns=after_ns,
                                   event=_event_text(event), script=self.script, lag_ns=lag,
-                                  requested_at=requested_at)
+                                  requested_at=requested_at, suppressed_before=self.writer.admitted_suppressed)
             pending = self.writer.begin(request, self._cpu_count(), page_size=self.page_size,
                                         commit_size=self.commit_size, little=self.little,
                                         lazy=self._worker is not None)
             since = None if before_ns is None else int(ts) - before_ns
-            # the copy of the ring is made here, under the lock; spooling it may happen in the writer thread
-            for cpu, arrays in self.ring.snapshot(since_ts=since).items():
-                for arr in arrays:
-                    if self._worker is not None:
-                        self._worker.submit(pending.feed, cpu, arr)
-                    else:
-                        pending.feed(cpu, arr)
+            # no copy: the ring's pages are held in place (the newest --keep bytes before the trigger,
+            # and any it already has after it) and written from the ring by the writer
+            hold = self.ring.hold(since_ts=since, before_ts=int(ts), before_bytes=self.keep_bytes)
+            for cpu in sorted(hold.slots):
+                pending.feed_hold(cpu, hold, self.lock)
+            if not hold.slots:
+                pending._holds.append(hold)
+                pending._lock = self.lock
+            pending.held_at = time.monotonic()
             self.pending.append(pending)
             self.poll()
             return pending

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..formats.ring_page import PageIndex, walk_pages
 
-__all__ = ["PageRing", "RingStats", "page_times", "parse_size"]
+__all__ = ["PageRing", "RingHold", "RingStats", "page_times", "parse_size"]
 
 _NO_TS = np.iinfo(np.int64).max
 
@@ -120,6 +120,9 @@ class PageRing:
         self._first_ts = np.zeros(self.n_slots, np.int64)
         self._last_ts = np.zeros(self.n_slots, np.int64)
         self._events = np.zeros(self.n_slots, np.int64)
+        self._missed = np.zeros(self.n_slots, np.int64)  # page_missed of each slot's page
+        self._pins = np.zeros(self.n_slots, np.int32)  # holds (dumps being written) on each slot
+        self._holds: list[RingHold] = []
         self._free: deque[int] = deque(range(self.n_slots))
         self._cpus: dict[int, deque[int]] = {}  # CPU -> its slots, oldest first
         self._held_events = 0
@@ -145,18 +148,23 @@ class PageRing:
             index = walk_pages(arr[: n * self.page_size], self.page_size, commit_size=self.commit_size,
                                little=self.little)
         first_ts, last_ts, counts = page_times(index)
+        missed = np.asarray(index.page_missed, np.int64)
         rows = arr[: n * self.page_size].reshape(n, self.page_size)
         if n > self.n_slots:
             # a batch larger than the whole ring: only its newest pages can stay
             skip = n - self.n_slots
             rows, first_ts, last_ts, counts = rows[skip:], first_ts[skip:], last_ts[skip:], counts[skip:]
+            missed = missed[skip:]
             self.pages_added += skip
             self.pages_evicted += skip
             n = self.n_slots
         while len(self._free) < n:
             self._evict_one()
         slots = np.fromiter((self._free.popleft() for _ in range(n)), np.int64, n)
+        if self._holds:
+            self._save_held(slots)
         self._slab[slots] = rows
+        self._missed[slots] = missed
         self._first_ts[slots] = first_ts
         self._last_ts[slots] = last_ts
         self._events[slots] = counts
@@ -177,6 +185,17 @@ class PageRing:
         self._held_events -= int(self._events[slot])
         self._free.append(slot)
         self.pages_evicted += 1
+
+    def _save_held(self, slots: np.ndarray) -> None:
+        """Before ``slots`` are overwritten: give every hold on them its own copy of the page."""
+        pinned = slots[self._pins[slots] > 0]
+        for slot in pinned.tolist():
+            page = self._slab[slot].copy()
+            for h in self._holds:
+                if h._member[slot]:
+                    h._member[slot] = False
+                    h.saved[slot] = page
+                    self._pins[slot] -= 1
 
     def clear(self) -> None:
         """Forget every page (the slab stays allocated)."""
@@ -215,6 +234,54 @@ class PageRing:
             if keep.any():
                 out[cpu] = [self._slab[slots[keep]].reshape(-1)]
         return out
+
+    def hold(self, since_ts: int | None = None, *, until_ts: int | None = None,
+             before_ts: int | None = None, before_bytes: int | None = None) -> "RingHold":
+        """The pages to dump, held in place (no copy): per CPU their slots, oldest first.
+
+        ``since_ts``/``until_ts`` select as :meth:`snapshot` does.  ``before_bytes``
+        with ``before_ts``: of the pages that end at or before ``before_ts``
+        (a trigger), only the newest ``before_bytes`` (by time across CPUs, as
+        eviction would choose); later pages are all kept.  The slots stay
+        valid until :meth:`RingHold.release`: a held slot that :meth:`add`
+        reuses is first copied into the hold (rare: a dump is written much
+        faster than the ring turns over).  The caller serialises this with
+        :meth:`add` (the recorder's lock), and reads the slab only under it.
+        """
+        per_cpu: dict[int, np.ndarray] = {}
+        for cpu in sorted(self._cpus):
+            q = self._cpus[cpu]
+            if not q:
+                continue
+            slots = np.fromiter(q, np.int64, len(q))
+            keep = np.ones(len(slots), bool)
+            if since_ts is not None:
+                keep &= self._last_ts[slots] >= since_ts
+            if until_ts is not None:
+                keep &= self._first_ts[slots] <= until_ts
+            if keep.any():
+                per_cpu[cpu] = slots[keep]
+        if before_bytes is not None and before_ts is not None and per_cpu:
+            limit = max(before_bytes // self.page_size, 0)
+            every = np.concatenate(list(per_cpu.values()))
+            before = every[self._last_ts[every] <= before_ts]
+            if len(before) > limit:
+                # the newest `limit` pages before the trigger: drop those with the oldest last event
+                order = np.argsort(self._last_ts[before], kind="stable")
+                drop = np.zeros(self.n_slots, bool)
+                drop[before[order[: len(before) - limit]]] = True
+                per_cpu = {cpu: s[~drop[s]] for cpu, s in per_cpu.items()}
+                per_cpu = {cpu: s for cpu, s in per_cpu.items() if len(s)}
+        h = RingHold(self, per_cpu)
+        self._holds.append(h)
+        return h
+
+    def _release(self, h: "RingHold") -> None:
+        if h in self._holds:
+            self._holds.remove(h)
+            held = np.flatnonzero(h._member)
+            self._pins[held] -= 1
+            h._member[:] = False
 
     def stats(self) -> RingStats:
         """Bytes, pages, events held and their time span."""
@@ -255,3 +322,95 @@ class PageRing:
 
     def __repr__(self) -> str:
         return f"<PageRing {len(self)}/{self.n_slots} pages of {self.page_size} bytes>"
+
+
+class RingHold:
+    """Pages of a :class:`PageRing` kept for one dump without copying them (see :meth:`PageRing.hold`).
+
+    ``slots``: CPU -> slot numbers, oldest first; per-page metadata comes
+    from the ring (no walk of the pages again).  Slots the ring had to reuse
+    before the dump was written have their page in ``saved``.
+    """
+
+    def __init__(self, ring: PageRing, slots: dict[int, np.ndarray]) -> None:
+        self.ring = ring
+        self.slots = slots
+        self.saved: dict[int, np.ndarray] = {}
+        self._member = np.zeros(ring.n_slots, bool)
+        for s in slots.values():
+            self._member[s] = True
+            ring._pins[s] += 1
+        self.released = False
+
+    def times(self, cpu: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(first event ts, last event ts, events, page_missed) of ``cpu``'s held pages."""
+        s = self.slots[cpu]
+        r = self.ring
+        return r._first_ts[s].copy(), r._last_ts[s].copy(), r._events[s].copy(), r._missed[s].copy()
+
+    def views(self, cpu: int, lo: int = 0, hi: int | None = None) -> list[memoryview]:
+        """Memoryviews of pages ``lo:hi`` of ``cpu``: runs of adjacent slots as one view each.
+
+        Valid only while the ring's owner lock is held (the slab is reused after).
+        """
+        s = self.slots[cpu][lo:hi]
+        if not len(s):
+            return []
+        ring = self.ring
+        slab = ring._slab
+        out: list[memoryview] = []
+        if self.saved:
+            is_saved = np.fromiter((int(x) in self.saved for x in s), bool, len(s))
+        else:
+            is_saved = None
+        # boundaries where the next slot is not adjacent (or a saved page breaks the run)
+        brk = np.flatnonzero(np.diff(s) != 1) + 1
+        if is_saved is not None and is_saved.any():
+            sv = np.flatnonzero(is_saved)
+            brk = np.union1d(brk, np.union1d(sv, sv + 1))
+            brk = brk[(brk > 0) & (brk < len(s))]
+        starts = np.concatenate(([0], brk)).tolist()
+        ends = np.concatenate((brk, [len(s)])).tolist()
+        for a, b in zip(starts, ends):
+            first = int(s[a])
+            if is_saved is not None and is_saved[a]:
+                out.append(memoryview(self.saved[first]))
+            else:
+                out.append(memoryview(slab[first : first + (b - a)]).cast("B"))
+        return out
+
+    def iovecs(self, cpu: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """``struct iovec`` array (address, length: uint64 pairs) of pages ``lo:hi`` of ``cpu``.
+
+        Built without a Python loop over pages (runs of adjacent slots become
+        one entry), for one ``writev`` call per 1024 entries made without the
+        GIL.  Valid only while the ring's owner lock is held and this hold
+        lives (saved pages are kept by it).
+        """
+        s = self.slots[cpu][lo:hi]
+        ps = self.ring.page_size
+        if not len(s):
+            return np.empty((0, 2), np.uint64)
+        base = self.ring._slab.ctypes.data
+        addr = base + s.astype(np.uint64) * np.uint64(ps)
+        if self.saved:
+            for i in np.flatnonzero(np.fromiter((int(x) in self.saved for x in s), bool, len(s))).tolist():
+                addr[i] = self.saved[int(s[i])].ctypes.data
+        # a page continues the previous entry when its address follows it
+        new = np.ones(len(s), bool)
+        new[1:] = addr[1:] != addr[:-1] + np.uint64(ps)
+        starts = np.flatnonzero(new)
+        iov = np.empty((len(starts), 2), np.uint64)
+        iov[:, 0] = addr[starts]
+        iov[:, 1] = np.diff(np.append(starts, len(s))).astype(np.uint64) * np.uint64(ps)
+        return iov
+
+    def pages(self, cpu: int) -> int:
+        return len(self.slots.get(cpu, ()))
+
+    def release(self) -> None:
+        """The dump is written (or dropped): the ring may reuse the slots."""
+        if not self.released:
+            self.released = True
+            self.ring._release(self)
+            self.saved.clear()

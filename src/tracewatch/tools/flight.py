@@ -51,6 +51,9 @@ def add_recorder_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     g.add_argument("--cooldown", metavar="DUR", help="count, don't dump, triggers this soon after a dump (60s)")
     g.add_argument("--min-free", metavar="SIZE", default="256M",
                    help="stop dumping while DIR's file system has less free (default 256M)")
+    g.add_argument("--kallsyms", action="store_true",
+                   help="store /proc/kallsyms (about 5 MB) in every dump; without it trace-cmd report "
+                        "still opens dumps, but shows kernel addresses (function/stack events) as hex")
 
 
 def recorder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,7 +76,7 @@ def recorder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_dumps is not None and args.max_dumps < 1:
         raise ScriptError("--max-dumps must be at least 1")
     return {"after": args.post, "before": args.before, "max_dumps": args.max_dumps, "cooldown": args.cooldown,
-            "min_free_bytes": args.min_free}
+            "min_free_bytes": args.min_free, "kallsyms": bool(getattr(args, "kallsyms", False))}
 
 
 def build_parser() -> argparse.ArgumentParser:
