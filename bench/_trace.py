@@ -31,3 +31,32 @@ def bench_trace(iterations: int = 200_000, path: str | None = None) -> str:
     print("bench: recording", " ".join(cmd[2:]), file=sys.stderr)
     subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     return str(out)
+
+
+# A steady getppid() load at a given event rate (argv[1]; two events per call), pinned to the
+# CPUs in argv[2] when given; it falls behind gracefully instead of bursting to catch up.
+GETPPID_LOAD = """
+import os, sys, time
+if len(sys.argv) > 2:
+    os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
+rate = float(sys.argv[1]) / 2
+tick = 0.005
+per_tick = max(1, int(rate * tick))
+getppid = os.getppid
+nxt = time.monotonic()
+while True:
+    for _ in range(per_tick):
+        getppid()
+    nxt += tick
+    d = nxt - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+    elif d < -1:
+        nxt = time.monotonic()
+"""
+
+
+def start_getppid_load(rate: float, cpus: str | None = None) -> subprocess.Popen:
+    """Start the getppid load generator (see GETPPID_LOAD); the caller kills it."""
+    argv = [sys.executable, "-c", GETPPID_LOAD, str(rate)] + ([cpus] if cpus else [])
+    return subprocess.Popen(argv)

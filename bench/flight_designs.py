@@ -35,9 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _trace import start_getppid_load  # noqa: E402
 
 import numpy as np
 
@@ -51,24 +53,7 @@ from tracewatch.sources.tracefs import Instance, TraceFS  # noqa: E402
 
 EVENTS = ["syscalls:sys_enter_getppid", "syscalls:sys_exit_getppid", "sched:*"]
 
-LOAD = """
-import os, sys, time
-os.sched_setaffinity(0, {0})
-rate = float(sys.argv[1]) / 2          # two events (sys_enter, sys_exit) per call
-tick = 0.005
-per_tick = max(1, int(rate * tick))
-getppid = os.getppid
-nxt = time.monotonic()
-while True:
-    for _ in range(per_tick):
-        getppid()
-    nxt += tick
-    d = nxt - time.monotonic()
-    if d > 0:
-        time.sleep(d)
-    elif d < -1:
-        nxt = time.monotonic()
-"""
+
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -112,7 +97,7 @@ def dump_contents(path: str) -> tuple[int, int, int]:
 
 
 def start_load(rate: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(LOAD), str(rate)])
+    return start_getppid_load(rate, "0")
 
 
 def measure_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:

@@ -39,25 +39,12 @@ import textwrap
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _trace import start_getppid_load  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
-LOAD = """
-import os, sys, time
-rate = float(sys.argv[1]) / 2          # two events (sys_enter, sys_exit) per call
-tick = 0.005
-per_tick = max(1, int(rate * tick))
-getppid = os.getppid
-nxt = time.monotonic()
-while True:
-    for _ in range(per_tick):
-        getppid()
-    nxt += tick
-    d = nxt - time.monotonic()
-    if d > 0:
-        time.sleep(d)
-    elif d < -1:
-        nxt = time.monotonic()         # far behind (machine busy): don't burst to catch up
-"""
+
 
 SCRIPT = """
 import sys
@@ -123,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     script.write_text(textwrap.dedent(SCRIPT))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    load = subprocess.Popen([sys.executable, "-c", textwrap.dedent(LOAD), str(args.rate)])
+    load = start_getppid_load(args.rate)
     log = open(Path(tmp.name) / "flight.log", "w+")
     cmd = [sys.executable, "-m", "tracewatch", "flight", str(script), "-a", f"{args.dump_every:g}s",
            "-e", "syscalls:sys_enter_getppid", "-e", "syscalls:sys_exit_getppid", "-e", "sched:*", "--keep", args.keep, "--out", str(out),

@@ -220,7 +220,11 @@ class PageRing:
         ``until_ts``: only pages whose first event is at or before it.
         None keeps everything.  The copies stay valid after later :meth:`add`.
         """
-        out: dict[int, list[np.ndarray]] = {}
+        return {cpu: [self._slab[slots].reshape(-1)] for cpu, slots in self._select(since_ts, until_ts).items()}
+
+    def _select(self, since_ts: int | None, until_ts: int | None) -> dict[int, np.ndarray]:
+        """Per CPU, the slots (oldest first) of the pages :meth:`snapshot` and :meth:`hold` take."""
+        out: dict[int, np.ndarray] = {}
         for cpu in sorted(self._cpus):
             q = self._cpus[cpu]
             if not q:
@@ -232,7 +236,7 @@ class PageRing:
             if until_ts is not None:
                 keep &= self._first_ts[slots] <= until_ts
             if keep.any():
-                out[cpu] = [self._slab[slots[keep]].reshape(-1)]
+                out[cpu] = slots[keep]
         return out
 
     def hold(self, since_ts: int | None = None, *, until_ts: int | None = None,
@@ -248,19 +252,7 @@ class PageRing:
         faster than the ring turns over).  The caller serialises this with
         :meth:`add` (the recorder's lock), and reads the slab only under it.
         """
-        per_cpu: dict[int, np.ndarray] = {}
-        for cpu in sorted(self._cpus):
-            q = self._cpus[cpu]
-            if not q:
-                continue
-            slots = np.fromiter(q, np.int64, len(q))
-            keep = np.ones(len(slots), bool)
-            if since_ts is not None:
-                keep &= self._last_ts[slots] >= since_ts
-            if until_ts is not None:
-                keep &= self._first_ts[slots] <= until_ts
-            if keep.any():
-                per_cpu[cpu] = slots[keep]
+        per_cpu = self._select(since_ts, until_ts)
         if before_bytes is not None and before_ts is not None and per_cpu:
             limit = max(before_bytes // self.page_size, 0)
             every = np.concatenate(list(per_cpu.values()))
