@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from numba import njit
+
+from ..compiled import kernel
 
 __all__ = [
     "PageIndex",
@@ -239,7 +240,7 @@ class PageIndex:
         )
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _walk_kernel(words, page_words, first_page, end_page, data_start, long8, big,
                  out_ts, out_off, out_len, out_type, n,
                  page_ts, page_commit, page_missed, page_first,

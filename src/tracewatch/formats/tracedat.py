@@ -34,8 +34,8 @@ from collections.abc import Mapping
 from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
-from numba import njit
 
+from ..compiled import kernel
 from ..errors import TraceFormatError
 from .event_format import EventFormat, HeaderPage, parse_event_format
 from .ring_page import PageIndex, recycler, walk_buffers, walk_pages
@@ -1339,7 +1339,7 @@ def _sorted_only_before_adjusting(raw: np.ndarray, shown: np.ndarray, starts: np
     return forward(raw) and not forward(shown)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
                   out_cpu, out_ts, out_off, out_ln, out_ty, out_missed):
     """trace-cmd's merge (tracecmd_peek_next_data): repeatedly the CPU whose next
@@ -1440,7 +1440,7 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
     return k
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _merge_runs_kernel(ts, starts, ends, run_cpu, run_start, run_end):
     """The order of :func:`_merge_kernel` as runs, without copying any event.
 
@@ -1520,7 +1520,7 @@ def _merge_runs_kernel(ts, starts, ends, run_cpu, run_start, run_end):
     return r
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _count_runs_kernel(ty, run_start, run_end, part, counts):
     """Events per type id over the runs into ``counts``, through four histograms (``part``,
     4 x ``len(counts)``, zeroed by the caller) so that consecutive events of one type do not
@@ -1547,7 +1547,7 @@ def _count_runs_kernel(ty, run_start, run_end, part, counts):
         counts[t] = part[t] + part[n_bins + t] + part[b2 + t] + part[b3 + t]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _split_runs_kernel(ts, off, ln, ty, run_cpu, run_start, run_end, which, next_row,
                        out_pos, out_cpu, out_ts, out_off, out_ln):
     """Group the merged order by type in one pass (a counting sort, the merged arrays never

@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
-from numba import njit
+
+from ..compiled import kernel
 
 __all__ = ["Pairing", "OpenEntry", "PairedArrays", "pair_arrays", "SyscallPairing"]
 
@@ -61,7 +62,7 @@ class PairedArrays(NamedTuple):
     enter_data: np.ndarray | None  # data of each pair's enter, when data was given
 
 
-@njit(cache=True)
+@kernel
 def _pair_kernel(codes, ts, is_enter, n_keys):  # type: ignore[no-untyped-def]
     # One pass in time order; the open entries of each key form a stack linked
     # through prev[] (top[] is the newest open enter of the key, -1 if none).

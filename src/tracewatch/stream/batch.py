@@ -18,13 +18,14 @@ methods end in ``_`` (as drgn does) so that they never hide a kernel field
 from __future__ import annotations
 
 import gc
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
-from numba import njit
 
+from ..compiled import kernel
 from ..formats.event_format import EventFormat, Field
 from ..formats.ring_page import recycler
 
