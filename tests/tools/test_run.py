@@ -206,3 +206,60 @@ def test_count_examples_agree(capsys):
         assert run.main([str(REPO / "examples" / name), "-i", str(fixture_path("a_syscalls.v6.dat"))]) == 0
         outs.append(sorted(capsys.readouterr().out.splitlines()))
     assert outs[0] == outs[1]
+
+
+# -- the two ways per-event handlers are called across types: long runs of one handler,
+#    and handlers alternating event by event; errors in the middle of each --------------------
+
+ORDER_SCRIPT = """
+    import sys
+    from tracewatch import on, at_end
+    from tracewatch.stream.dispatch import current_trace_time
+    seen = []
+    n = [0]
+    def record(tag, ev):
+        n[0] += 1
+        if current_trace_time() != ev.common_ts:  # what dump() without an event uses
+            raise AssertionError("trace time %r != %r" % (current_trace_time(), ev.common_ts))
+        if n[0] % 997 == 0:
+            raise RuntimeError("every 997th")
+        seen.append((ev.common_ts, tag))
+    @on("raw_syscalls:sys_enter")
+    def enter(ev):
+        record("enter", ev)
+    @on("raw_syscalls:sys_exit", where=sys.argv[1])
+    def exit_(ev):
+        record("exit", ev)
+    @at_end
+    def end():
+        print(len(seen), n[0])
+        print(" ".join("%d:%s" % s for s in seen))
+"""
+
+
+@pytest.mark.parametrize("exit_filter", ["ret < 0 && ret != -61", "ret >= -1000000"], ids=["long runs", "alternating"])
+def test_per_event_handlers_across_types_keep_time_order_and_skip_only_the_failing_event(
+        tmp_path, capsys, exit_filter):
+    s = script(tmp_path, ORDER_SCRIPT)
+    rc, out, err = run_script(capsys, s, "a_syscalls.v6.dat", "--on-error=skip", "--", exit_filter)
+    assert rc == 0, err
+    assert "AssertionError" not in err
+    # the oracle: trace-cmd's -R text, in its order (ties keep the file's order)
+    want = []
+    for line in fixture_path("a_syscalls.v6.dat.raw.txt").read_text(errors="replace").splitlines():
+        m = RAW_LINE.match(line)
+        if not m or m.group("event") not in ("sys_enter", "sys_exit"):
+            continue
+        if m.group("event") == "sys_exit":
+            ret = int(dict(kv.split("=", 1) for kv in m.group("rest").split() if "=" in kv)["ret"])
+            if not (ret < 0 and ret != -61 if exit_filter.startswith("ret < 0") else ret >= -1000000):
+                continue
+        sec, usec = m.group("ts").split(".")
+        want.append((int(sec) * 1_000_000 + int(usec), "enter" if m.group("event") == "sys_enter" else "exit"))
+    skipped = [w for i, w in enumerate(want, 1) if i % 997 == 0]
+    counts, order = out.splitlines()[:2]
+    assert counts == f"{len(want) - len(skipped)} {len(want)}"
+    got = [((int(t) + 500) // 1000, tag) for t, tag in  # trace-cmd rounds to the microsecond
+           (x.split(":") for x in order.split())]
+    assert got == [w for i, w in enumerate(want, 1) if i % 997]
+    assert f"{len(skipped)} handler error(s) skipped" in err

@@ -148,13 +148,25 @@ def _make_event_class(fmt: EventFormat, context: TraceContext) -> type:
         if name in lazy:
             ns[name] = property(_lazy_getter(name), doc=f"field {name}")
         else:
-            ns[name] = property(itemgetter(i), doc=f"field {name}")
+            ns[name] = _field_getter(i, name)
     pid_i = names.index("common_pid") if "common_pid" in names else None
     if pid_i is not None:
         getter = itemgetter(pid_i)
         comm = context.comm
         ns["common_comm"] = property(lambda self: comm(getter(self)), doc="command name of common_pid")
     return type(f"{fmt.system}_{fmt.name}", (Event,), ns)
+
+
+try:
+    # what namedtuple's fields are: a C descriptor reading one tuple slot (faster than a property)
+    from collections import _tuplegetter
+
+    def _field_getter(i: int, name: str) -> Any:
+        return _tuplegetter(i, f"field {name}")
+except ImportError:  # another Python implementation
+
+    def _field_getter(i: int, name: str) -> Any:
+        return property(itemgetter(i), doc=f"field {name}")
 
 
 def _lazy_getter(name: str) -> Callable[[Event], Any]:
@@ -341,12 +353,11 @@ class EventBatch:
         cols.append(self._cpu.tolist())
         cols.append(repeat(self, n))
         cols.append(range(n))
-        new = tuple.__new__
         # a million young tuples would trigger the cyclic GC over and over; they hold no cycles
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            return [new(cls, row) for row in zip(*cols)]
+            return list(map(partial(tuple.__new__, cls), zip(*cols)))  # built in C, no bytecode per event
         finally:
             if gc_was_on:
                 gc.enable()
@@ -475,7 +486,7 @@ def _scalar_views(out: np.ndarray, at: int, fields: Sequence[tuple[int, np.dtype
 _BLOCK = 256
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _scalars_kernel(src, src32, start, stop, cpu, offset, length, w0, need, width, f_off, f_size, f_base,
                     out8, out16, out32):
     """Scalar columns of records, a block of records at a time: where each record starts,
@@ -555,7 +566,7 @@ def _scalars_kernel(src, src32, start, stop, cpu, offset, length, w0, need, widt
             _columns_of_rows(scratch, 1, width, i, w0, f_off, f_size, f_base, out8, out16, out32)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _span_rows(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, length, w0, need, width, lo, hi,
                rows8, rows32):
     """Words ``w0 : w0 + width`` of records ``lo:hi`` to ``rows32[(i - lo) * width :]``; the
@@ -620,7 +631,7 @@ def _span_rows(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, len
                 rows8[4 * r + b] = src[p + b] if p + b < e else 0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _columns_of_rows(rows32, m, width, row0, w0, f_off, f_size, f_base, out8, out16, out32):
     """Field ``k`` (``f_size[k]`` bytes at record byte ``f_off[k]``) of rows ``0:m`` of
     ``rows32`` (``width`` words each, from record word ``w0``) to column bytes
@@ -722,7 +733,7 @@ def _common_root(buffers: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray,
     return root, start, stop
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _gather_kernel(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, length, m_word, m_dest,
                    m_stride, out, out32):
     """Copy 32-bit words of records: move ``k`` copies word ``m_word[k]`` of record ``i``
@@ -770,7 +781,7 @@ def _gather_kernel(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset,
                     out[dst + b] = src[p + b] if p + b < hi else 0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _count_types(type_id, counts):
     """How many events of each type id (ids outside ``counts`` are not counted)."""
     nbins = len(counts)
@@ -780,7 +791,7 @@ def _count_types(type_id, counts):
             counts[t] += 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _group_by_type(type_id, which, next_row, cpu, ts, offset, length, out_pos, out_cpu, out_ts, out_offset,
                    out_length):
     """A counting sort: event ``i`` of type ``t`` is kept when ``which[t] = w >= 0`` and

@@ -15,8 +15,10 @@ event are printed; ``on_error="stop"`` ends the run with :class:`HandlerError`,
 from __future__ import annotations
 
 import fnmatch
+import gc
 import sys
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -84,6 +86,7 @@ class Dispatcher:
         self.events_dispatched = 0
         self.lost_events: dict[int, int] = {}
         self._routes: dict[int, _Route | None] = {}
+        self._has_event_handlers = any(not h.batch for h in self.handlers)
         self._next_fire: list[int | None] = [None] * len(self.timers)
         self.last_ts: int | None = None
         #: trace time of the last event of the chunk being dispatched (set once per chunk)
@@ -147,10 +150,20 @@ class Dispatcher:
             self.lost_events[cpu] = self.lost_events.get(cpu, 0) + max(count, 0)
             for f in self.lost_handlers:
                 self._call(f, None, cpu, count)
-        if not self.timers:
-            self._dispatch(chunk)
-        else:
-            self._dispatch_with_timers(chunk)
+        # Per-event handlers make a chunk's worth of Event tuples that live until the chunk is
+        # done: left on, the cyclic GC would walk all of them again and again (~10% of the run).
+        # They hold no cycles; anything cyclic a handler makes is collected after the chunk.
+        gc_paused = self._has_event_handlers and gc.isenabled()
+        if gc_paused:
+            gc.disable()
+        try:
+            if not self.timers:
+                self._dispatch(chunk)
+            else:
+                self._dispatch_with_timers(chunk)
+        finally:
+            if gc_paused:
+                gc.enable()
         self.last_ts = int(chunk.ts[-1])
 
     def _dispatch_with_timers(self, chunk: EventChunk) -> None:
@@ -217,79 +230,66 @@ class Dispatcher:
             self.events_dispatched += len(evs)
             self._run_one(func, evs)
             return
-        # several handlers or types: interleave in time order (stable: registration order on ties)
-        positions = np.concatenate([p for p, _, _ in pending])
-        order_arr = np.argsort(positions, kind="stable")
-        order = order_arr.tolist()
-        all_events: list[Any] = []
-        for _p, evs, _func in pending:
-            all_events.extend(evs)
-        if len(order) > 1:
-            all_events = list(itemgetter(*order)(all_events))
-        funcs = [func for _p, _e, func in pending]
-        hid = np.repeat(np.arange(len(pending)), [len(e) for _p, e, _f in pending])[order_arr]
-        cuts = np.flatnonzero(np.diff(hid)) + 1
-        starts = np.concatenate(([0], cuts)).tolist()
-        ends = np.concatenate((cuts, [len(hid)])).tolist()
-        runs = [(s, e, funcs[h]) for s, e, h in zip(starts, ends, hid[starts].tolist())]
-        self.events_dispatched += len(all_events)
-        self._run_many(runs, all_events)
+        # several handlers or types: time order across them (registration order on ties).
+        # Each handler's own events are already in time order, so the merged order is a
+        # sequence of runs, each a stretch of one handler's list: no event list is reordered.
+        lengths = [len(e) for _p, e, _f in pending]
+        total = sum(lengths)
+        self.events_dispatched += total
+        order = np.argsort(np.concatenate([p for p, _, _ in pending]), kind="stable")
+        hid = np.repeat(np.arange(len(pending), dtype=np.int32), lengths)[order]
+        cuts = np.flatnonzero(hid[1:] != hid[:-1]) + 1
+        if len(cuts) * 4 > total:
+            # handlers alternate at almost every event: one merged list, one call per event
+            merged: list[Any] = []
+            for _p, evs, _func in pending:
+                merged.extend(evs)
+            merged = list(itemgetter(*order.tolist())(merged))
+            funcs = list(itemgetter(*hid.tolist())([func for _p, _e, func in pending]))
+            self._run_zipped(funcs, merged)
+            return
+        bounds = np.concatenate(([0], cuts, [total]))
+        sizes = np.diff(bounds).tolist()
+        owners = hid[bounds[:-1]].tolist()
+        cursor = [0] * len(pending)
+        for h, size in zip(owners, sizes):
+            at = cursor[h]
+            cursor[h] = at + size
+            _p, evs, func = pending[h]
+            self._run_one(func, evs if at == 0 and size == len(evs) else evs[at:at + size])
 
     # -- calling user code -----------------------------------------------------
     def _run_one(self, func: Callable, events: list[Any]) -> None:
+        """``func(ev)`` for each event, in a C loop (``map``); on an error the policy
+        decides, and the run goes on after the failing event."""
         start = 0
-        while True:
-            ev = None
+        while start < len(events):
+            it = iter(events if start == 0 else events[start:])
             try:
-                for ev in events if start == 0 else events[start:]:
-                    func(ev)
+                _consume(map(func, it))
                 return
             except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
             except Exception as e:  # noqa: BLE001 - user code may raise anything
-                self._handler_failed(func, ev, e)
-                start = _index_from(events, ev, start) + 1
+                # the iterator stands one past the event being handled
+                failed = len(events) - it.__length_hint__() - 1
+                self._handler_failed(func, events[failed], e)
+                start = failed + 1
 
-    def _run_many(self, runs: list[tuple[int, int, Callable]], events: list[Any]) -> None:
-        """Call each run's handler on its stretch of ``events`` (time order across handlers).
-
-        Runs of one handler are looped over without a per-event handler lookup;
-        when handlers alternate at almost every event, runs are short and this
-        is a plain zip of handlers and events.
-        """
-        if len(runs) * 4 > len(events):
-            funcs: list[Callable] = []
-            for s, e, f in runs:
-                funcs.extend([f] * (e - s))
-            runs_by_event = funcs
-        else:
-            runs_by_event = None
-        start = base = 0
-        while True:
-            ev = f = None
+    def _run_zipped(self, funcs: list[Callable], events: list[Any]) -> None:
+        """``funcs[i](events[i])`` for each i (handlers interleaved event by event)."""
+        start = 0
+        while start < len(events):
+            it = iter(events if start == 0 else events[start:])
             try:
-                if runs_by_event is not None:
-                    base = start
-                    for f, ev in zip(runs_by_event[start:], events[start:]):
-                        f(ev)
-                else:
-                    for s, e, f in runs:
-                        if e <= start:
-                            continue
-                        base = max(s, start)
-                        for ev in events[base:e]:
-                            f(ev)
+                _consume(map(_call_with, funcs if start == 0 else funcs[start:], it))
                 return
             except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
-            except Exception as exc:  # noqa: BLE001
-                self._handler_failed(f, ev, exc)
-                # the same Event may stand twice (two handlers): match the handler too
-                i = base
-                while i < len(events) and not (events[i] is ev and (runs_by_event is None
-                                                                   or runs_by_event[i] is f)):
-                    i += 1
-                start = i + 1
+            except Exception as e:  # noqa: BLE001
+                failed = len(events) - it.__length_hint__() - 1
+                self._handler_failed(funcs[failed], events[failed], e)
+                start = failed + 1
 
     def _call(self, func: Callable, ev: Any, *args: Any) -> None:
         try:
@@ -338,20 +338,24 @@ def current_trace_time(max_depth: int = 64) -> int | None:
     """The trace time of what the calling handler is handling, or None outside dispatch.
 
     For ``dump()`` called without an event: it walks up the caller's frames to
-    the dispatcher's loop and reads the event being handled there (a per-event
-    handler's event, a timer's deadline, a batch handler's last event, else
-    the end of the chunk).  Nothing is recorded per event, so the dispatch
+    the dispatcher's loop and reads what is being handled there (a per-event
+    handler's event: the first argument of the frame the run loop called; a
+    timer's deadline; a batch handler's last event; else the end of the chunk).  Nothing is recorded per event, so the dispatch
     loop pays nothing for it; the walk costs a few microseconds per call.
     """
     codes = _frame_codes()
     f = sys._getframe(1)
+    called: list[Any] = []  # frames below f, innermost first: under a run loop, the handler's
     depth = 0
     while f is not None and depth < max_depth:
         kind = codes.get(f.f_code)
         if kind is not None:
             loc = f.f_locals
-            if kind == "event":
-                ev = loc.get("ev")
+            handler = called[-1] if called else None
+            if handler is not None and handler.f_code is _PY_CALL_WITH and len(called) > 1:
+                handler = called[-2]  # Python 3.10: _call_with's own frame sits in between
+            if kind == "event" and handler is not None and handler.f_code.co_argcount >= 1:
+                ev = handler.f_locals.get(handler.f_code.co_varnames[0])
                 ts = getattr(ev, "common_ts", None)
                 if ts is not None:
                     return int(ts)
@@ -367,6 +371,7 @@ def current_trace_time(max_depth: int = 64) -> int | None:
             me = loc.get("self")
             if isinstance(me, Dispatcher):
                 return me.chunk_end_ts
+        called.append(f)
         f = f.f_back
         depth += 1
     return None
@@ -377,7 +382,7 @@ _CODES: dict[Any, str] = {}
 
 def _frame_codes() -> dict[Any, str]:
     if not _CODES:
-        _CODES.update({Dispatcher._run_one.__code__: "event", Dispatcher._run_many.__code__: "event",
+        _CODES.update({Dispatcher._run_one.__code__: "event", Dispatcher._run_zipped.__code__: "event",
                        Dispatcher._fire_timers.__code__: "timer", Dispatcher._dispatch.__code__: "batch",
                        Dispatcher.feed.__code__: "chunk", Dispatcher.call_hook.__code__: "chunk"})
     return _CODES
@@ -392,8 +397,16 @@ def user_frame(exc: BaseException) -> str | None:
     return f"{fr.filename}:{fr.lineno}"
 
 
-def _index_from(events: list[Any], ev: Any, start: int) -> int:
-    for i in range(start, len(events)):
-        if events[i] is ev:
-            return i
-    return len(events)
+try:
+    from operator import call as _call_with  # 3.11+: calls in C, so the handler's caller is the run loop
+    _PY_CALL_WITH = None
+except ImportError:  # 3.10
+
+    def _call_with(func: Callable[[Any], Any], ev: Any) -> Any:
+        return func(ev)
+
+    _PY_CALL_WITH = _call_with.__code__
+
+
+#: exhausts an iterator in C (the run loops' ``map`` of handlers over events)
+_consume = deque(maxlen=0).extend
