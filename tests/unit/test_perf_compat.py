@@ -17,6 +17,7 @@ from tracewatch.script.perf_compat import PERF_TRACE_DIR, is_perf_script, prepar
 from tracewatch.script.perf_compat.arguments import HandlerAdapterFactory, perf_comm_lookup, wants_sample_dict
 from tracewatch.script.perf_compat.context import PerfContext
 from tracewatch.script.perf_compat.print_tables import WalkState, symbol_definitions
+from tracewatch.stream.batch import event_layout
 from tracewatch.tools import run
 
 SCHED_SWITCH = '''name: sched_switch
@@ -113,8 +114,13 @@ class FakeBatch:
 
 
 def make_event(fmt, payload: bytes, ts: int, cpu: int) -> tuple:
-    values = list(fmt.unpack(payload).values())
-    return tuple(values + [ts, cpu, FakeBatch(payload), 0])
+    """An Event-shaped tuple (see event_layout): the eager fields, ts, cpu, batch, row."""
+    values = dict(fmt.unpack(payload), common_ts=ts, common_cpu=cpu)
+    layout = event_layout(fmt)
+    row = [None] * len(layout)
+    for name, i in layout.items():
+        row[i] = values[name]
+    return tuple(row + [FakeBatch(payload), 0])
 
 
 def test_handler_arguments_follow_perf():

@@ -18,7 +18,6 @@ methods end in ``_`` (as drgn does) so that they never hide a kernel field
 from __future__ import annotations
 
 import gc
-from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -140,18 +139,33 @@ def _eager(f: Field) -> bool:
 _LAZY_COMMON = frozenset({"common_type", "common_flags", "common_preempt_count"})
 
 
+def event_layout(fmt: EventFormat) -> dict[str, int]:
+    """Where each value sits in an Event tuple of ``fmt``: the eager fields in format order,
+    then ``common_ts`` and ``common_cpu``; the batch and the row are always the last two items.
+    Lazy fields (strings, arrays, rarely read common fields) have no slot."""
+    layout: dict[str, int] = {}
+    i = 0
+    for f in fmt.fields:
+        if _eager(f):
+            layout[f.name] = i  # a field hidden by a later one of the same name: the later wins
+            i += 1
+    layout["common_ts"] = i
+    layout["common_cpu"] = i + 1
+    return layout
+
+
 def _make_event_class(fmt: EventFormat, context: TraceContext) -> type:
-    names = tuple(f.name for f in fmt.fields) + ("common_ts", "common_cpu")
-    lazy = tuple(f.name for f in fmt.fields if not _eager(f))
+    names = tuple(dict.fromkeys([f.name for f in fmt.fields] + ["common_ts", "common_cpu"]))
+    layout = event_layout(fmt)
+    lazy = tuple(name for name in names if name not in layout)
     ns: dict[str, Any] = {"__slots__": (), "format_": fmt, "_context": context, "_names": names, "_lazy": lazy}
-    for i, name in enumerate(names):
-        if name in lazy:
-            ns[name] = property(_lazy_getter(name), doc=f"field {name}")
+    for name in names:
+        if name in layout:
+            ns[name] = _field_getter(layout[name], name)
         else:
-            ns[name] = _field_getter(i, name)
-    pid_i = names.index("common_pid") if "common_pid" in names else None
-    if pid_i is not None:
-        getter = itemgetter(pid_i)
+            ns[name] = property(_lazy_getter(name), doc=f"field {name}")
+    if "common_pid" in layout:
+        getter = itemgetter(layout["common_pid"])
         comm = context.comm
         ns["common_comm"] = property(lambda self: comm(getter(self)), doc="command name of common_pid")
     return type(f"{fmt.system}_{fmt.name}", (Event,), ns)
@@ -347,8 +361,8 @@ class EventBatch:
         fmt = self.format_
         cls = self.context_.event_class(fmt)
         n = len(self)
-        cols: list[Any] = [repeat(None, n) if f.name in cls._lazy else self.column_(f.name).tolist()
-                           for f in fmt.fields]
+        # one column per tuple slot (see event_layout); lazy fields have none
+        cols: list[Any] = [self.column_(f.name).tolist() for f in fmt.fields if _eager(f)]
         cols.append(self._ts.tolist())
         cols.append(self._cpu.tolist())
         cols.append(repeat(self, n))
@@ -357,7 +371,8 @@ class EventBatch:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            return list(map(partial(tuple.__new__, cls), zip(*cols)))  # built in C, no bytecode per event
+            # built in C: cls(row) is tuple's own constructor (no __new__/__init__ of ours), no bytecode per event
+            return list(map(cls, zip(*cols)))
         finally:
             if gc_was_on:
                 gc.enable()

@@ -29,6 +29,7 @@ from operator import itemgetter
 from typing import Any, Callable
 
 from ...formats.event_format import EventFormat, Field
+from ...stream.batch import event_layout
 from .context import PerfContext
 
 __all__ = ["HandlerAdapterFactory", "perf_comm_lookup", "wants_sample_dict"]
@@ -111,25 +112,27 @@ class HandlerAdapterFactory:
 
     def _layout(self, fmt: EventFormat) -> tuple[int, int, int]:
         """Tuple positions of common_pid, common_ts and common_cpu in this type's Events."""
-        names = [f.name for f in fmt.fields]
-        pid_i = names.index("common_pid") if "common_pid" in names else -1
-        return pid_i, len(names), len(names) + 1
+        layout = event_layout(fmt)
+        return layout.get("common_pid", -1), layout["common_ts"], layout["common_cpu"]
 
     def field_values(self, fmt: EventFormat) -> tuple[list[str], Callable[[Any], tuple | list]]:
         """The event's own field names and a function ``Event -> their perf values``."""
         fields = fmt.event_fields
-        positions = {f.name: i for i, f in enumerate(fmt.fields)}
+        positions = event_layout(fmt)
         names = [f.name for f in fields]
         readers: list[Callable[[Any, bytes | None], Any]] = []
         needs_payload = False
         plain = True
         for f in fields:
-            i = positions[f.name]
+            i = positions.get(f.name)
             if f.is_array:
                 plain_ok = False
                 needs_payload = True
                 conv = _array_converter(f, self.little)
                 readers.append(lambda ev, p, conv=conv: conv(p))
+            elif i is None:  # a value with no tuple slot (an odd-sized scalar): read as the attribute
+                plain_ok = False
+                readers.append(lambda ev, p, name=f.name: getattr(ev, name))
             else:
                 scalar = _scalar_converter(f)
                 plain_ok = scalar is None
@@ -153,7 +156,8 @@ class HandlerAdapterFactory:
 
     def sample_dict(self, fmt: EventFormat, ev: Any, pid: int, comm: str, callchain: list) -> dict[str, Any]:
         """perf_sample_dict with what a trace.dat knows (no ip, symbols, registers or branch stacks)."""
-        ts, cpu = ev[len(fmt.fields)], ev[len(fmt.fields) + 1]
+        _pid_i, ts_i, cpu_i = self._layout(fmt)
+        ts, cpu = ev[ts_i], ev[cpu_i]
         return {
             "ev_name": fmt.full_name,
             "attr": b"",
