@@ -67,12 +67,10 @@ def tune_malloc() -> bool:
     flat (220-226 MiB).  ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_ARENA_MAX`` set
     by the user win.
     """
-    import ctypes
-    import ctypes.util
+    from ..libc import libc
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = libc().mallopt
     except (OSError, AttributeError):
         return False
     ok = True

@@ -2,11 +2,17 @@
 
 * :mod:`.tracefs`: control of tracefs (mount, private instances, events,
   filters, uprobes, cleanup of what killed runs left behind);
-* :mod:`.live`: per-CPU readers of a live instance, yielding raw pages.
+* :mod:`.live`: per-CPU readers of a live instance, yielding raw pages;
+* :mod:`.file`: a trace.dat file as the same stream of chunks.
+
+The names below are imported on first use, so a run over a file does not load
+the live readers.
 """
 
-from .live import CpuReader, LiveSource, MmapCpuReader, PageBatch, ReadCpuReader, mmap_supported
-from .tracefs import Instance, TraceFS, cleanup_stale, find_tracefs
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "TraceFS",
@@ -20,3 +26,16 @@ __all__ = [
     "PageBatch",
     "mmap_supported",
 ]
+
+_HOME = {"TraceFS": ".tracefs", "Instance": ".tracefs", "find_tracefs": ".tracefs", "cleanup_stale": ".tracefs",
+         "LiveSource": ".live", "CpuReader": ".live", "ReadCpuReader": ".live", "MmapCpuReader": ".live",
+         "PageBatch": ".live", "mmap_supported": ".live"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value
+    return value

@@ -29,7 +29,6 @@ which ``walk_pages`` reports) and in the per-CPU stats (:meth:`LiveSource.lost_e
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import mmap
 import os
@@ -43,6 +42,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..formats.event_format import HeaderPage
+from ..libc import libc
 from .tracefs import Instance
 
 __all__ = [
@@ -74,7 +74,7 @@ _PROT_READ = mmap.PROT_READ
 _MAP_SHARED = mmap.MAP_SHARED
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = libc()
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 _libc.munmap.restype = ctypes.c_int

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import ctypes.util
 import difflib
 import errno
 import fnmatch
@@ -40,6 +39,7 @@ from typing import Callable, Iterable
 
 from ..errors import CaptureError
 from ..formats.event_format import EventFormat, HeaderPage, parse_event_format
+from ..libc import libc
 
 __all__ = [
     "TraceFS",
@@ -79,8 +79,7 @@ def _tracefs_mounts() -> list[str]:
 
 def _mount_tracefs(target: str) -> None:
     """mount -t tracefs nodev TARGET, through libc (no dependency on mount(8))."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    rc = libc.mount(b"nodev", target.encode(), b"tracefs", ctypes.c_ulong(0), None)
+    rc = libc().mount(b"nodev", target.encode(), b"tracefs", ctypes.c_ulong(0), None)
     if rc != 0:
         err = ctypes.get_errno()
         raise CaptureError(f"cannot mount tracefs at {target}: {os.strerror(err)}")
