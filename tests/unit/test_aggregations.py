@@ -236,6 +236,24 @@ def test_add_counts_matches_a_python_loop() -> None:
     assert sum(v for _, v in fast.items()) == 5010
 
 
+@pytest.mark.parametrize("dtypes", [("int32", "int64"), ("uint16", "int8", "uint64"), ("int64",),
+                                    ("uint64", "int32")])
+def test_add_counts_of_integer_keys_matches_a_python_loop(dtypes) -> None:
+    # small ranges (counted) and wide ones (sorted), negative values, unsigned dtypes
+    rng = np.random.default_rng(len(dtypes))
+    for lo, hi in ((-50, 50), (0, 3), (-(1 << 40), 1 << 40)):
+        levels = []
+        for dt in dtypes:
+            info = np.iinfo(dt)
+            a, b = max(lo, info.min), min(hi, info.max)
+            levels.append(rng.integers(a, b, 3000, endpoint=True).astype(dt))
+        fast, slow = Map(int), Map(int)
+        fast.add_counts(tuple(levels) if len(levels) > 1 else levels[0])
+        for row in zip(*(lv.tolist() for lv in levels)):
+            slow[row if len(row) > 1 else row[0]] += 1
+        assert sorted(fast.items()) == sorted(slow.items()), (dtypes, lo, hi)
+
+
 def test_add_counts_with_counts_and_count_leaves() -> None:
     keys, counts = np.unique(np.array([5, 5, 7, 9, 9, 9]), return_counts=True)
     m = Map(count, name="c")

@@ -368,32 +368,64 @@ def _py_keys(u: np.ndarray) -> list[Any]:
 _DENSE_RANGE = 1 << 24
 
 
-def _group_dense(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], np.ndarray] | None:
-    """``_group`` for integer keys of a small combined range (pids, syscall ids, CPUs): one
-    counting pass instead of a sort per level; None when the keys do not qualify."""
+def _dense_codes(levels: list[np.ndarray]) -> tuple[np.ndarray, list[int], list[int], int] | None:
+    """One int64 code per row for integer keys of a small combined range (pids, syscall ids,
+    CPUs), with each level's low value and span and the number of codes; None when the keys
+    do not qualify."""
     if not levels or len(levels[0]) == 0 or any(lv.dtype.kind not in "iu" for lv in levels):
         return None
     lows, spans, total = [], [], 1
     for lv in levels:
         lo, hi = int(lv.min()), int(lv.max())
+        if lo < -(1 << 63) or hi >= 1 << 63:
+            return None
         lows.append(lo)
         spans.append(hi - lo + 1)
         total *= hi - lo + 1
         if total > _DENSE_RANGE:
             return None
-    code = np.zeros(len(levels[0]), np.int64)
-    for lv, lo, span in zip(levels, lows, spans):
-        code = code * span + (lv.astype(np.int64) - lo)
-    present = np.flatnonzero(np.bincount(code, minlength=total))
-    slot = np.empty(total, np.int64)
-    slot[present] = np.arange(len(present))
+    code = levels[0].astype(np.int64)  # a copy: updated in place below (no temporaries per level)
+    code -= lows[0]
+    for lv, lo, span in zip(levels[1:], lows[1:], spans[1:]):
+        code *= span
+        np.add(code, lv, out=code, casting="unsafe")  # any integer dtype; values fit (checked above)
+        code -= lo
+    return code, lows, spans, total
+
+
+def _dense_paths(present: np.ndarray, lows: list[int], spans: list[int]) -> list[tuple[Any, ...]]:
+    """The key paths of the codes in ``present`` (see ``_dense_codes``)."""
     digits = []
     rest = present
     for lo, span in zip(reversed(lows), reversed(spans)):
         digits.append((rest % span + lo).tolist())
         rest = rest // span
     digits.reverse()
-    return list(zip(*digits)), slot[code]
+    return list(zip(*digits))
+
+
+def _group_dense(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], np.ndarray] | None:
+    """``_group`` by counting instead of a sort per level; None when the keys do not qualify."""
+    dense = _dense_codes(levels)
+    if dense is None:
+        return None
+    code, lows, spans, total = dense
+    present = np.flatnonzero(np.bincount(code, minlength=total))
+    slot = np.empty(total, np.int64)
+    slot[present] = np.arange(len(present))
+    return _dense_paths(present, lows, spans), slot[code]
+
+
+def _count_dense(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], list[int]] | None:
+    """Distinct key paths and their row counts, by one counting pass; None when the keys
+    do not qualify for ``_dense_codes``."""
+    dense = _dense_codes(levels)
+    if dense is None:
+        return None
+    code, lows, spans, total = dense
+    counts = np.bincount(code, minlength=total)
+    present = np.flatnonzero(counts)
+    return _dense_paths(present, lows, spans), counts[present].tolist()
 
 
 def _group(levels: list[np.ndarray]) -> tuple[list[tuple[Any, ...]], np.ndarray]:
@@ -733,10 +765,15 @@ class Map:
         levels = _as_levels(keys)
         if len(levels[0]) == 0:
             return
-        paths, inv = _group(levels)
         if counts is None:
-            per = np.bincount(inv, minlength=len(paths)).tolist()
+            counted = _count_dense(levels)
+            if counted is None:
+                paths, inv = _group(levels)
+                per = np.bincount(inv, minlength=len(paths)).tolist()
+            else:
+                paths, per = counted
         else:
+            paths, inv = _group(levels)
             c = np.asarray(counts)
             if c.shape != inv.shape:
                 raise ValueError("counts must have one element per key row")
