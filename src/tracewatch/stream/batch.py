@@ -183,6 +183,18 @@ except ImportError:  # another Python implementation
         return property(itemgetter(i), doc=f"field {name}")
 
 
+_ROW_NUMBERS: list[int] = []
+
+
+def _row_numbers(n: int) -> list[int]:
+    """At least ``n`` ints 0, 1, 2, ...: one shared set of int objects for every batch's row
+    numbers, so building an Event allocates no int for its row (and freeing it frees none)."""
+    global _ROW_NUMBERS
+    if len(_ROW_NUMBERS) < n:
+        _ROW_NUMBERS = list(range(max(n, 2 * len(_ROW_NUMBERS))))
+    return _ROW_NUMBERS
+
+
 def _lazy_getter(name: str) -> Callable[[Event], Any]:
     """Read field ``name`` of an Event from its batch's column (decoded once per batch)."""
 
@@ -366,7 +378,7 @@ class EventBatch:
         cols.append(self._ts.tolist())
         cols.append(self._cpu.tolist())
         cols.append(repeat(self, n))
-        cols.append(range(n))
+        cols.append(_row_numbers(n))  # zip stops at the columns' end
         # a million young tuples would trigger the cyclic GC over and over; they hold no cycles
         gc_was_on = gc.isenabled()
         gc.disable()
