@@ -113,8 +113,9 @@ def global_state():
     tfs = TraceFS()
 
     def snap() -> dict[str, str]:
-        return {rel: tfs.read(rel) for rel in ("tracing_on", "set_event", "set_event_pid", "trace_clock",
-                                              "buffer_size_kb", "buffer_percent", "current_tracer")}
+        files = ("tracing_on", "set_event", "set_event_pid", "set_event_notrace_pid", "trace_clock",
+                 "buffer_size_kb", "buffer_percent", "current_tracer")
+        return {rel: tfs.read(rel) for rel in files if tfs.exists(rel)}
 
     before = snap()
     yield

@@ -13,6 +13,11 @@ it set up, on every way out.
 
 Raw pages can be tapped on their way (``add_page_tap``): the flight recorder
 keeps them and ``tracewatch record`` writes them, both without re-encoding.
+
+tracewatch's own threads are left out of the trace (``exclude_self``), as
+``trace-cmd record`` leaves itself out unless told ``--no-filter``: reading
+trace_pipe_raw is itself a stream of syscalls, which would otherwise swell
+the counts of anyone tracing syscalls system-wide.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..stream.batch import TraceContext
 from ..stream.chunk import EventChunk
 from ..stream.merge import LiveMerger
 from .live import LiveSource, PageBatch
-from .tracefs import Instance
+from .tracefs import Instance, own_thread_ids
 
 __all__ = ["LiveSession", "LiveContext"]
 
@@ -94,6 +99,14 @@ class LiveSession:
     traced from its start, and stop when it exits; ``duration``: seconds;
     ``setup(instance) -> [extra events]`` runs before events are enabled
     (uprobes are added there).
+
+    ``exclude_self``: record no events of this process's own threads
+    (``set_event_notrace_pid``), those that exist when tracing starts and
+    those started later (looked for every ``self_scan_interval`` seconds while
+    pages come in).  The command, started before, is still traced, and so is,
+    system-wide, any child process started later; a thread of ours named in
+    ``pids`` is traced as asked.  Where the kernel cannot exclude tasks, a system-wide
+    session says so once on stderr.
     """
 
     live = True
@@ -114,6 +127,8 @@ class LiveSession:
         setup: Callable[[Instance], list[str]] | None = None,
         mmap: bool | None = False,
         release_interval: float = 0.05,
+        exclude_self: bool = True,
+        self_scan_interval: float = 0.1,
     ) -> None:
         self.requested_events = list(events)
         self.kernel_filter = kernel_filter
@@ -122,6 +137,9 @@ class LiveSession:
         self.command = list(command) if command else None
         self.duration = duration
         self.release_interval = release_interval
+        self.exclude_self = exclude_self
+        self.self_scan_interval = self_scan_interval
+        self._self_excluded: bool | None = None  # None: not tried yet; False: the kernel cannot
         self.filter_notes: list[str] = []
         self.command_status: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -226,6 +244,26 @@ class LiveSession:
             os.close(self._gate_w)
             self._gate_w = -1
 
+    # -- our own threads ----------------------------------------------------
+    def _exclude_own_threads(self) -> None:
+        """Put the threads of this process not yet excluded in the instance's notrace list.
+
+        Called once before tracing starts, after the gated command was spawned:
+        with ``event-fork`` on (a command or ``-p``), a process started by an
+        excluded thread would inherit the exclusion, and the command must be
+        traced.  The command is a child process, never one of our threads, so
+        it is not in ``own_thread_ids()``.  Called again while reading, for
+        threads started since (a script's); without ``event-fork`` nothing
+        would add those.
+        """
+        if not self.exclude_self or self._self_excluded is False:
+            return
+        traced = set(self.pids)
+        self._self_excluded = self.instance.exclude_pids(t for t in own_thread_ids() if t not in traced)
+        if not self._self_excluded and not self.pids and not self.command:
+            print("tracewatch: note: this kernel has no set_event_notrace_pid; tracewatch's own "
+                  "events are in the trace too", file=sys.stderr)
+
     # -- reading -------------------------------------------------------------
     def stop(self) -> None:
         """Finish: stop tracing, drain what the kernel holds, end the chunks."""
@@ -252,12 +290,17 @@ class LiveSession:
                 self.merger.warm_up()
             except Exception:  # noqa: BLE001 - only a warm-up: the first release pays instead
                 pass
+            self._exclude_own_threads()
+            next_scan = time.monotonic() + self.self_scan_interval
             self.source.start()
             self._release_command()
             for batch in self.source.batches(self.duration):
                 for tap in self._taps:
                     tap(batch.cpu, batch.pages)
                 yield batch
+                if self._self_excluded and time.monotonic() >= next_scan:
+                    self._exclude_own_threads()
+                    next_scan = time.monotonic() + self.self_scan_interval
                 if self._proc is not None and not self._stopping and self._proc.poll() is not None:
                     self.command_status = self._proc.returncode
                     self.stop()

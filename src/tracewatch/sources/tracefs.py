@@ -18,7 +18,7 @@ event group ``tracewatch_<pid>_<n>``, so they too can be traced back to their
 owner and removed.
 
 Features are detected by probing files (``buffer_subbuf_size_kb``,
-``options/event-fork``), never by kernel version.
+``options/event-fork``, ``set_event_notrace_pid``), never by kernel version.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "Instance",
     "find_tracefs",
     "cleanup_stale",
+    "own_thread_ids",
     "INSTANCE_PREFIX",
     "UPROBE_GROUP_PREFIX",
 ]
@@ -117,6 +118,14 @@ def _parse_cpu_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         cpus.extend(range(int(lo), int(hi or lo) + 1))
     return cpus
+
+
+def own_thread_ids() -> list[int]:
+    """The thread ids of this process (``/proc/self/task``): what the pid files of tracefs match."""
+    try:
+        return sorted(int(t) for t in os.listdir("/proc/self/task") if t.isdigit())
+    except OSError:
+        return [threading.get_native_id()]  # no /proc: at least the calling thread
 
 
 def _pid_alive(pid: int) -> bool:
@@ -396,6 +405,7 @@ class Instance:
         self._closed = False
         self._enabled: list[str] = []  # system:event, in the order enabled
         self._filtered: set[str] = set()
+        self._not_traced: set[int] = set()  # task ids written to set_event_notrace_pid
         self._uprobes: list[tuple[str, str]] = []  # (group, event)
         self._closers: list[Callable[[], None]] = []  # readers to close before rmdir
         self._formats: dict[tuple[str, str], EventFormat] = {}
@@ -684,6 +694,43 @@ class Instance:
         if self.exists("options/event-fork"):
             self.set_option("event-fork", False)
 
+    @property
+    def can_exclude_pids(self) -> bool:
+        """Whether this kernel can leave tasks out of event tracing (``set_event_notrace_pid``)."""
+        return self.exists("set_event_notrace_pid")
+
+    def exclude_pids(self, pids: Iterable[int]) -> bool:
+        """Record no events of these tasks (``set_event_notrace_pid``), added to those already excluded.
+
+        The kernel matches task pids, that is thread ids: exclude every thread
+        of a process (:func:`own_thread_ids` for this one).  Exclusion wins over
+        :meth:`follow_pids`.  While the ``event-fork`` option is on (``follow_pids``
+        with children), a task that an excluded one starts is excluded too:
+        start whatever must be traced before excluding its parent.  Returns
+        False, and does nothing, where the kernel has no ``set_event_notrace_pid``.
+        """
+        self._check_open()
+        if not self.can_exclude_pids:
+            return False
+        new = sorted({int(p) for p in pids} - self._not_traced)
+        if new:
+            # appended, not rewritten: opening with O_TRUNC empties the list until the write
+            # lands, and the tasks already excluded would be traced in between
+            try:
+                _append(self.file("set_event_notrace_pid"), " ".join(map(str, new)) + "\n")
+            except OSError as e:
+                raise CaptureError(f"cannot exclude pids {' '.join(map(str, new))} from tracing "
+                                   f"in {self.name}: {e.strerror}") from None
+            self._not_traced.update(new)
+        return True
+
+    @property
+    def excluded_pids(self) -> list[int]:
+        """The tasks the kernel leaves out of event tracing (``set_event_notrace_pid``)."""
+        if not self.can_exclude_pids:
+            return []
+        return [int(p) for p in self.read("set_event_notrace_pid").split()]
+
     # -- statistics
     def per_cpu_stats(self, cpu: int) -> dict[str, float]:
         """``per_cpu/cpuN/stats`` as a dict with underscore keys.
@@ -783,6 +830,9 @@ class Instance:
             system, _, event = full.partition(":")
             attempt(f"clear filter {full}", lambda s=system, e=event: _write(self.file(f"events/{s}/{e}/filter"), "0"))
         attempt("clear set_event_pid", lambda: _write(self.file("set_event_pid"), ""))
+        if self._not_traced:
+            attempt("clear set_event_notrace_pid", lambda: _write(self.file("set_event_notrace_pid"), ""))
+            self._not_traced.clear()
         self._enabled.clear()
         self._filtered.clear()
         for group, event in self._uprobes:
@@ -832,7 +882,8 @@ def cleanup_stale(tracefs: TraceFS | None = None) -> list[str]:
         if pid == me or _pid_alive(pid):
             continue
         path = tfs.file(f"instances/{name}")
-        for rel, text in (("tracing_on", "0"), ("set_event", ""), ("set_event_pid", "")):
+        for rel, text in (("tracing_on", "0"), ("set_event", ""), ("set_event_pid", ""),
+                          ("set_event_notrace_pid", "")):
             try:
                 _write(os.path.join(path, rel), text)
             except OSError:

@@ -61,6 +61,10 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-P", "--probe", dest="probes", action="append", default=[], metavar="SPEC",
                    help="add a function probe (uprobe), e.g. 'libc:malloc(size=arg1)', "
                         "'r:libc:malloc ret=$retval:x64', './prog:work_*'; its events are probe:NAME; repeatable")
+    # not trace-cmd's --no-filter: here --filter is an event filter expression
+    g.add_argument("--no-self-filter", dest="exclude_self", action="store_false",
+                   help="trace tracewatch's own threads too (by default they are left out, "
+                        "so that its reads of the ring buffers do not show up as syscalls)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +131,7 @@ def open_live_session(args: argparse.Namespace, events: list[str], *, optional_e
     return LiveSession(events, optional_events=optional_events, kernel_filter=kernel_filter,
                        pids=parse_pids(args.pids), command=command or None, duration=args.duration,
                        buffer_kb=args.buffer_size, clock=args.clock, subbuf_kb=args.subbuf_size,
-                       mmap=True if args.mmap else False, setup=setup)
+                       mmap=True if args.mmap else False, setup=setup, exclude_self=args.exclude_self)
 
 
 def _apply_global_filter(handlers: Any, expr: str | None) -> None:

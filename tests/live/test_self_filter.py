@@ -1,0 +1,192 @@
+"""tracewatch leaves its own threads out of the trace (set_event_notrace_pid), as trace-cmd record does.
+
+Syscalls traced system-wide: no event comes from a thread of the tracing
+process (this pytest process, or a ``tracewatch record`` child), while a
+workload's events, a child started mid-run and a gated command's all come
+through; ``exclude_self=False`` / ``--no-self-filter`` puts tracewatch back in.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tracewatch import open_trace
+from tracewatch.sources.session import LiveSession
+from tracewatch.sources.tracefs import Instance, TraceFS, own_thread_ids
+
+from .conftest import LIVE_DIR, spawn_python
+
+pytestmark = pytest.mark.live
+
+BUFFER_KB = 16384  # syscalls of the whole machine: the kernel's default buffer can overflow
+
+# after "go": a pause (tracing has started by then), then N stats of a path nobody else uses
+WORKLOAD = """
+    import os, sys, time
+    print("ready", flush=True)
+    sys.stdin.readline()
+    time.sleep(0.3)
+    for _ in range({n}):
+        try:
+            os.stat("/nonexistent/tracewatch-self-filter-test")
+        except OSError:
+            pass
+    print("done", flush=True)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _needs_notrace_pid():
+    if not TraceFS().exists("set_event_notrace_pid"):
+        pytest.skip("this kernel has no set_event_notrace_pid")
+
+
+def _workload(n: int = 2000) -> subprocess.Popen:
+    child = spawn_python(WORKLOAD.format(n=n))
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def _finish(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+
+
+def _count_pids(session: LiveSession, during=None) -> collections.Counter:
+    """Events per common_pid over the whole session; ``during()`` runs once, at the first chunk."""
+    counts: collections.Counter = collections.Counter()
+    for chunk in session.chunks():
+        if during is not None:
+            during()
+            during = None
+        for batch, _pos in chunk.batches():
+            counts.update(batch.common_pid.tolist())
+    return counts
+
+
+@pytest.mark.parametrize("exclude_self", [True, False], ids=["excluded", "opt-out"])
+def test_system_wide_syscalls_leave_our_threads_out(exclude_self, global_state):
+    ours = own_thread_ids()
+    workload = _workload()
+    started: dict[str, int] = {}
+    finish = threading.Event()
+
+    def late_thread() -> None:
+        # started after tracing began: found by the next scan, well before this loop
+        started["thread"] = threading.get_native_id()
+        time.sleep(0.8)
+        for _ in range(2000):
+            os.stat(LIVE_DIR)
+        finish.set()
+
+    def mid_run() -> None:
+        # a child process started by an excluded thread is not excluded (event-fork is off system-wide)
+        child = subprocess.Popen([sys.executable, "-S", "-c", "pass"])
+        started["child"] = child.pid
+        started["child_status"] = child.wait()
+        threading.Thread(target=late_thread, daemon=True).start()
+
+    try:
+        with LiveSession(["raw_syscalls:*"], duration=2.0, buffer_kb=BUFFER_KB, exclude_self=exclude_self) as s:
+            workload.stdin.write("go\n")
+            workload.stdin.flush()
+            counts = _count_pids(s, during=mid_run)
+            excluded = s.instance.excluded_pids
+        assert workload.stdout.readline() == "done\n"
+    finally:
+        _finish(workload)
+    assert finish.wait(5)
+    assert counts[workload.pid] >= 2 * 2000, "the workload's syscalls are missing"
+    assert started["child_status"] == 0 and counts[started["child"]] > 0, "a child started mid-run was not traced"
+    assert not os.path.exists(s.instance.path)  # the list went with the instance
+    if exclude_self:
+        assert set(ours) | {started["thread"]} <= set(excluded)
+        assert started["child"] not in excluded and workload.pid not in excluded
+        assert {t: counts[t] for t in ours if counts[t]} == {}, "tracewatch's own threads are in the trace"
+        # its first few syscalls, before the scan finds it, may be in; its 2000 stats are not
+        assert counts[started["thread"]] < 100
+    else:
+        assert excluded == []
+        assert counts[os.getpid()] > 0, "the reader's own syscalls should be traced with the opt-out"
+        assert counts[started["thread"]] >= 2 * 2000
+
+
+def test_gated_command_and_its_children_are_still_traced():
+    command = ["sh", "-c", "cat /proc/version >/dev/null; cat /proc/version >/dev/null; exit 3"]
+    seen: dict[str, object] = {}
+
+    def during() -> None:
+        seen["excluded"] = s.instance.excluded_pids
+        seen["gate"] = s._proc.pid
+
+    with LiveSession(["raw_syscalls:*"], command=command, buffer_kb=BUFFER_KB) as s:
+        counts = _count_pids(s, during=during)
+    assert s.command_status == 3
+    ours = set(own_thread_ids())
+    assert ours <= set(seen["excluded"])
+    assert seen["gate"] not in seen["excluded"]  # the gate, which became sh, was never excluded
+    assert counts[seen["gate"]] > 0, "the command's own syscalls are missing"
+    assert len(set(counts) - {seen["gate"]}) >= 1, "the command's children (cat) are missing"
+    assert not ours & set(counts)
+
+
+def test_followed_pids_still_traced_and_one_of_ours_named_is_traced_as_asked():
+    workload = _workload()
+    try:
+        with LiveSession(["raw_syscalls:*"], pids=[workload.pid], duration=1.2, buffer_kb=BUFFER_KB) as s:
+            workload.stdin.write("go\n")
+            workload.stdin.flush()
+            counts = _count_pids(s)
+            assert set(own_thread_ids()) <= set(s.instance.excluded_pids)
+        assert workload.stdout.readline() == "done\n"
+    finally:
+        _finish(workload)
+    assert counts[workload.pid] >= 2 * 2000
+    assert set(counts) == {workload.pid}
+
+    with LiveSession(["raw_syscalls:*"], pids=[os.getpid()], follow_children=False, duration=0.4) as s:
+        counts = _count_pids(s)
+        assert os.getpid() not in s.instance.excluded_pids
+    assert counts[os.getpid()] > 0
+
+
+def test_without_the_kernel_feature_a_system_wide_run_says_so_once(monkeypatch, capsys):
+    monkeypatch.setattr(Instance, "can_exclude_pids", property(lambda self: False))
+    with LiveSession(["raw_syscalls:*"], duration=0.3, self_scan_interval=0.01) as s:
+        _count_pids(s)
+    err = capsys.readouterr().err
+    assert err.count("no set_event_notrace_pid") == 1, err
+    workload = _workload(10)
+    try:
+        with LiveSession(["raw_syscalls:*"], pids=[workload.pid], duration=0.2) as s:
+            _count_pids(s)
+    finally:
+        _finish(workload)
+    assert capsys.readouterr().err == ""  # not system-wide: nothing of ours would be traced anyway
+
+
+@pytest.mark.parametrize("opt_out", [False, True], ids=["default", "no-self-filter"])
+def test_record_leaves_itself_out_unless_told(tmp_path, opt_out):
+    out = tmp_path / "sys.dat"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(LIVE_DIR)), "src") + os.pathsep + \
+        env.get("PYTHONPATH", "")
+    argv = [sys.executable, "-m", "tracewatch", "record", "-e", "raw_syscalls:*", "-d", "0.5", "-o", str(out)]
+    recorder = subprocess.Popen(argv + (["--no-self-filter"] if opt_out else []), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+    _stdout, stderr = recorder.communicate(timeout=60)
+    assert recorder.returncode == 0, stderr
+    pids: collections.Counter = collections.Counter()
+    with open_trace(str(out)) as t:
+        for batch in t.batches("raw_syscalls:*"):
+            pids.update(batch.common_pid.tolist())
+    # its main thread is the reader: every flush is a readv of each CPU's trace_pipe_raw
+    assert (pids[recorder.pid] > 0) is opt_out, pids.most_common(5)
