@@ -158,6 +158,33 @@ def test_followed_pids_still_traced_and_one_of_ours_named_is_traced_as_asked():
     assert counts[os.getpid()] > 0
 
 
+def test_followed_pids_and_a_command_are_both_traced():
+    # -p PID -- COMMAND: the command joins the followed pids instead of replacing them
+    workload = spawn_python("""
+        import os, time
+        end = time.monotonic() + 4
+        while time.monotonic() < end:  # stats all through the run, whenever tracing starts
+            try:
+                os.stat("/nonexistent/tracewatch-self-filter-test")
+            except OSError:
+                pass
+            time.sleep(0.0005)
+    """)
+    command = ["sh", "-c", "sleep 1; cat /proc/version >/dev/null"]
+    gate: dict[str, int] = {}
+
+    def during() -> None:
+        gate["pid"] = s._proc.pid
+
+    try:
+        with LiveSession(["raw_syscalls:*"], pids=[workload.pid], command=command, buffer_kb=BUFFER_KB) as s:
+            counts = _count_pids(s, during=during)
+    finally:
+        _finish(workload)
+    assert counts[gate["pid"]] > 0, "the command's syscalls are missing"
+    assert counts[workload.pid] >= 200, "the -p pid's syscalls are missing"
+
+
 def test_without_the_kernel_feature_a_system_wide_run_says_so_once(monkeypatch, capsys):
     monkeypatch.setattr(Instance, "can_exclude_pids", property(lambda self: False))
     with LiveSession(["raw_syscalls:*"], duration=0.3, self_scan_interval=0.01) as s:

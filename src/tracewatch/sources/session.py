@@ -236,7 +236,8 @@ class LiveSession:
         if not ok:
             self._proc.wait()
             raise CaptureError(f"cannot start {self.command[0]!r}")
-        self.instance.follow_pids([self._proc.pid], children=True)
+        # the command joins the pids asked for with -p (set_event_pid is one list)
+        self.instance.follow_pids([*self.pids, self._proc.pid], children=True)
 
     def _release_command(self) -> None:
         if self._gate_w >= 0:
