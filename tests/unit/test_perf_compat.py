@@ -9,9 +9,11 @@ from __future__ import annotations
 import struct
 import textwrap
 
+import numpy as np
 import pytest
 
 from tests.conftest import fixture_path
+from tracewatch import open_trace
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.script.perf_compat import PERF_TRACE_DIR, is_perf_script, prepare_perf_environment
 from tracewatch.script.perf_compat.arguments import HandlerAdapterFactory, perf_comm_lookup, wants_sample_dict
@@ -106,11 +108,21 @@ def test_fixture_formats_all_parse(fixtures_dir):
 
 
 class FakeBatch:
-    def __init__(self, payload: bytes) -> None:
+    """A one-row stand-in for EventBatch: what the perf adapters read from a batch."""
+
+    def __init__(self, fmt, payload: bytes) -> None:
+        self.fmt = fmt
         self.payload = payload
+
+    def __len__(self) -> int:
+        return 1
 
     def payload_(self, i: int) -> bytes:
         return self.payload
+
+    def raw_(self, name: str) -> np.ndarray:
+        f = self.fmt.field(name)
+        return np.frombuffer(self.payload[f.offset : f.offset + f.size], np.uint8).reshape(1, f.size)
 
 
 def make_event(fmt, payload: bytes, ts: int, cpu: int) -> tuple:
@@ -120,7 +132,7 @@ def make_event(fmt, payload: bytes, ts: int, cpu: int) -> tuple:
     row = [None] * len(layout)
     for name, i in layout.items():
         row[i] = values[name]
-    return tuple(row + [FakeBatch(payload), 0])
+    return tuple(row + [FakeBatch(fmt, payload), 0])
 
 
 def test_handler_arguments_follow_perf():
@@ -231,3 +243,37 @@ def test_is_perf_script():
     sched__sched_switch.__module__ = "__main__"
     assert is_perf_script({"__name__": "__main__", "sched__sched_switch": sched__sched_switch})
     assert not is_perf_script({"__name__": "__main__", "helper": len})
+
+
+def test_array_arguments_converted_a_batch_at_a_time_match_each_record():
+    # every event of a fixture with many event types (strings, __data_loc, numeric arrays):
+    # the values the adapters pass equal the conversion of each record's own bytes
+    path = str(fixture_path("e_mixed.v6.dat"))
+    factory = HandlerAdapterFactory(PerfContext(), perf_comm_lookup({}))
+    readers = {}
+    checked = 0
+    with open_trace(path) as t:
+        for ev in t.events():
+            fmt = ev.format_
+            if fmt.id not in readers:
+                readers[fmt.id] = factory.field_values(fmt)
+            names, values = readers[fmt.id]
+            got = dict(zip(names, values(ev)))
+            payload = ev.payload_()
+            for f in fmt.event_fields:
+                if not f.is_array:
+                    continue
+                if f.is_dynamic or f.array_len == 0:
+                    s, n = f.data_span(payload, True)
+                    raw = payload[s : s + n]
+                else:
+                    raw = payload[f.offset : f.offset + f.size]
+                text_like = any(w in f.type for w in ("char", "u8", "s8"))
+                if text_like and raw and raw[-1] == 0 and all(
+                        0x20 <= c < 0x7F or c in b"\t\n\v\f\r" for c in raw[: raw.index(0)]):
+                    want = raw[: raw.index(0)].decode("ascii")
+                else:
+                    want = bytearray(raw)
+                assert got[f.name] == want and type(got[f.name]) is type(want), (fmt.full_name, f.name)
+                checked += 1
+    assert checked > 1000

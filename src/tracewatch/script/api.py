@@ -55,6 +55,9 @@ class EventHandler:
     batch: bool = False
     #: a live run does not fail when no event matches (perf scripts name events a kernel may lack)
     optional: bool = False
+    #: when set, the function for each matching event type (None: not this type), asked once per
+    #: type: one handler whose per-type functions are called directly (perf scripts' adapters)
+    per_type: Callable[[Any], Callable[..., Any] | None] | None = None
 
     @property
     def label(self) -> str:

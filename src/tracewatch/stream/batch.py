@@ -214,7 +214,7 @@ class EventBatch:
     dynamic numeric arrays.  Metadata: ``common_ts`` (int64 ns), ``common_cpu``
     (int32), ``common_pid``, ``common_comm`` (object array of str).
     Methods end in ``_`` so they never hide a field: ``format_``, ``column_``,
-    ``events_()``, ``payload_(i)``.
+    ``raw_``, ``events_()``, ``payload_(i)``.
     """
 
     def __init__(
@@ -288,6 +288,16 @@ class EventBatch:
             col = self._decode_field(f)
         self._columns[name] = col
         return col
+
+    def raw_(self, name: str) -> np.ndarray:
+        """``(N, size)`` uint8: the raw bytes of fixed-size field ``name`` in every row
+        (for conversions of one's own, e.g. perf's arguments)."""
+        f = self.format_.field(name)
+        if f is None:
+            raise KeyError(name)
+        if f.is_dynamic or (f.is_array and f.array_len == 0):
+            raise ValueError(f"{self.format_.full_name}: {name} has no fixed size")
+        return self._fixed_rows()[:, f.offset : f.offset + f.size]
 
     # -- decoding ----------------------------------------------------------
     def _fixed_rows(self) -> np.ndarray:

@@ -51,8 +51,8 @@ def pattern_matches(pattern: str, fmt: EventFormat) -> bool:
 class _Route:
     """The handlers of one event type, with their filters compiled for it."""
 
-    batch: list[tuple[Any, Filter | None]] = field(default_factory=list)
-    event: list[tuple[Any, Filter | None]] = field(default_factory=list)
+    batch: list[tuple[Callable, Filter | None]] = field(default_factory=list)  # (function, filter)
+    event: list[tuple[Callable, Filter | None]] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -101,8 +101,12 @@ class Dispatcher:
         for h in self.handlers:
             if not pattern_matches(h.pattern, fmt):
                 continue
+            per_type = getattr(h, "per_type", None)
+            func = h.func if per_type is None else per_type(fmt)
+            if func is None:
+                continue
             flt = Filter.parse(h.where, fmt) if h.where else None
-            (r.batch if h.batch else r.event).append((h, flt))
+            (r.batch if h.batch else r.event).append((func, flt))
         route = r if (r.batch or r.event) else None
         self._routes[fmt.id] = route
         return route
@@ -129,11 +133,11 @@ class Dispatcher:
             if route is None:
                 continue
             self.chunk_end_ts = int(batch.common_ts[-1])
-            for h, flt in route.batch:
+            for func, flt in route.batch:
                 b = batch if flt is None else batch.take_(flt.mask(batch))
                 if len(b):
                     self.events_dispatched += len(b)
-                    self._call(h.func, None, b)
+                    self._call(func, None, b)
 
     def wants(self, fmt: EventFormat) -> bool:
         return self.route(fmt) is not None
@@ -200,19 +204,19 @@ class Dispatcher:
         for batch, pos in chunk.batches(only=self.wants):
             route = self._routes[batch.format_.id]
             assert route is not None
-            for h, flt in route.batch:
+            for func, flt in route.batch:
                 b = batch if flt is None else batch.take_(flt.mask(batch))
                 if len(b):
                     self.events_dispatched += len(b)
-                    self._call(h.func, None, b)
+                    self._call(func, None, b)
             if not route.event:
                 continue
             events: list[Any] | None = None
-            for h, flt in route.event:
+            for func, flt in route.event:
                 if flt is None:
                     if events is None:
                         events = batch.events_()
-                    pending.append((pos, events, h.func))
+                    pending.append((pos, events, func))
                 else:
                     sel = np.flatnonzero(flt.mask(batch))
                     if len(sel) == 0:
@@ -222,7 +226,7 @@ class Dispatcher:
                     evs = itemgetter(*sel.tolist())(events) if events is not None else batch.take_(sel).events_()
                     if len(sel) == 1 and events is not None:
                         evs = [evs]
-                    pending.append((pos[sel], list(evs), h.func))
+                    pending.append((pos[sel], list(evs), func))
         if not pending:
             return
         if len(pending) == 1:

@@ -139,7 +139,7 @@ class PerfScript:
         symbols = getattr(context, "symbols", None)
         by_pid = symbols.cmdlines.by_pid if symbols is not None else {}
         little = getattr(symbols, "little_endian", True) if symbols is not None else True
-        factory = HandlerAdapterFactory(perf_script_context, perf_comm_lookup(by_pid), bool(little))
+        factory = HandlerAdapterFactory(perf_script_context, perf_comm_lookup(by_pid), bool(little), names=by_pid)
         unhandled = self._callable("trace_unhandled")
 
         handled = {fmt.id: func for fmt in formats
@@ -151,14 +151,13 @@ class PerfScript:
             if h in self.handlers.events:
                 self.handlers.events.remove(h)
         if unhandled is not None:
-            adapters = {fmt.id: (factory.handler(fmt, handled[fmt.id]) if fmt.id in handled
-                                 else factory.unhandled(fmt, unhandled)) for fmt in formats}
+            def adapter_for(fmt: Any) -> Callable[[Any], None]:
+                func = handled.get(fmt.id)
+                return factory.handler(fmt, func) if func is not None else factory.unhandled(fmt, unhandled)
 
-            def every_event(ev: Any) -> None:
-                adapters[ev.format_.id](ev)
-
-            every_event.__qualname__ = "perf_script_dispatch"
-            self._registered = [EventHandler("*", every_event)]
+            # one handler for every event; the dispatcher asks it for each type's adapter once
+            # and calls that directly (no lookup per event)
+            self._registered = [EventHandler("*", _unbound_handler, per_type=adapter_for)]
         else:
             self._registered = [EventHandler(fmt.full_name, factory.handler(fmt, handled[fmt.id]))
                                 for fmt in formats if fmt.id in handled]

@@ -25,7 +25,7 @@ which of them need converting.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Callable
 
 from ...formats.event_format import EventFormat, Field
@@ -73,18 +73,11 @@ def _is_string_type(f: Field) -> bool:
     return any(word in f.type for word in ("char", "u8", "s8"))
 
 
-def _array_converter(f: Field, little: bool) -> Callable[[bytes], Any]:
-    """payload -> perf's value of array field ``f``: str when printable text, else bytearray."""
+def _raw_converter(f: Field) -> Callable[[bytes], Any]:
+    """The raw bytes of array field ``f`` -> perf's value: str when printable text, else bytearray."""
     is_string = _is_string_type(f)
-    dynamic_or_trailing = f.is_dynamic or f.array_len == 0
-    start, size = f.offset, f.size
 
-    def convert(payload: bytes) -> Any:
-        if dynamic_or_trailing:
-            s, n = f.data_span(payload, little)
-            raw = payload[s : s + n]
-        else:
-            raw = payload[start : start + size]
+    def convert(raw: bytes) -> Any:
         if is_string and raw and raw[-1] == 0:
             text = raw[: raw.index(0)]
             if not text.translate(None, _PRINTABLE):
@@ -92,6 +85,53 @@ def _array_converter(f: Field, little: bool) -> Callable[[bytes], Any]:
         return bytearray(raw)
 
     return convert
+
+
+def _array_column(f: Field, little: bool) -> Callable[[Any], list[Any]]:
+    """batch -> perf's value of array field ``f`` for every row of the batch.
+
+    Fixed-size arrays come from one copy of the batch's raw column, sliced per row;
+    dynamic and trailing arrays from each row's record.
+    """
+    convert = _raw_converter(f)
+    size = f.size
+    if not (f.is_dynamic or f.array_len == 0) and size > 0:
+        def column(batch: Any) -> list[Any]:
+            data = batch.raw_(f.name).tobytes()
+            return [convert(data[at : at + size]) for at in range(0, len(data), size)]
+        return column
+
+    def column_of_records(batch: Any) -> list[Any]:
+        out = []
+        for i in range(len(batch)):
+            payload = batch.payload_(i)
+            if f.is_dynamic or f.array_len == 0:
+                s, n = f.data_span(payload, little)
+                out.append(convert(payload[s : s + n]))
+            else:
+                out.append(convert(payload[f.offset : f.offset + size]))
+        return out
+
+    return column_of_records
+
+
+def _array_reader(f: Field, little: bool) -> Callable[[Any], Any]:
+    """Event -> perf's value of array field ``f``, converted a batch at a time.
+
+    An Event ends with (its batch, its row); the values of the batch in hand are kept
+    until an event of another batch comes (a handler sees its batches one after another).
+    """
+    column = _array_column(f, little)
+    last: list[Any] = [None, None]  # the batch, its values
+
+    def read(ev: Any) -> Any:
+        batch = ev[-2]
+        if batch is not last[0]:
+            last[1] = column(batch)
+            last[0] = batch
+        return last[1][ev[-1]]
+
+    return read
 
 
 def _scalar_converter(f: Field) -> Callable[[Any], Any] | None:
@@ -105,10 +145,13 @@ def _scalar_converter(f: Field) -> Callable[[Any], Any] | None:
 class HandlerAdapterFactory:
     """Builds, per event type, the function the dispatcher calls with each Event."""
 
-    def __init__(self, context: PerfContext, comm: Callable[[int], str], little_endian: bool = True) -> None:
+    def __init__(self, context: PerfContext, comm: Callable[[int], str], little_endian: bool = True,
+                 names: dict[int, str] | None = None) -> None:
         self.context = context
         self.comm = comm
         self.little = little_endian
+        # comm's own table when known: adapters read it directly and call comm() only for a miss
+        self._names_get: Callable[[int], str | None] = names.get if names is not None else (lambda pid: None)
 
     def _layout(self, fmt: EventFormat) -> tuple[int, int, int]:
         """Tuple positions of common_pid, common_ts and common_cpu in this type's Events."""
@@ -120,26 +163,23 @@ class HandlerAdapterFactory:
         fields = fmt.event_fields
         positions = event_layout(fmt)
         names = [f.name for f in fields]
-        readers: list[Callable[[Any, bytes | None], Any]] = []
-        needs_payload = False
+        readers: list[Callable[[Any], Any]] = []
         plain = True
         for f in fields:
             i = positions.get(f.name)
             if f.is_array:
                 plain_ok = False
-                needs_payload = True
-                conv = _array_converter(f, self.little)
-                readers.append(lambda ev, p, conv=conv: conv(p))
+                readers.append(_array_reader(f, self.little))
             elif i is None:  # a value with no tuple slot (an odd-sized scalar): read as the attribute
                 plain_ok = False
-                readers.append(lambda ev, p, name=f.name: getattr(ev, name))
+                readers.append(attrgetter(f.name))
             else:
                 scalar = _scalar_converter(f)
                 plain_ok = scalar is None
                 if scalar is None:
-                    readers.append(lambda ev, p, i=i: ev[i])
+                    readers.append(itemgetter(i))
                 else:
-                    readers.append(lambda ev, p, i=i, c=scalar: c(ev[i]))
+                    readers.append(lambda ev, i=i, c=scalar: c(ev[i]))
             plain = plain and plain_ok
         if plain:
             idx = [positions[n] for n in names]
@@ -149,10 +189,13 @@ class HandlerAdapterFactory:
                 only = idx[0]
                 return names, lambda ev: (ev[only],)
             return names, itemgetter(*idx)
-        if needs_payload:
-            # an Event ends with (its batch, its row): the raw record is one slice away
-            return names, lambda ev: [r(ev, p) for p in (ev[-2].payload_(ev[-1]),) for r in readers]
-        return names, lambda ev: [r(ev, None) for r in readers]
+        if len(readers) == 1:
+            (only_reader,) = readers
+            return names, lambda ev: (only_reader(ev),)
+        if len(readers) == 2:  # the common case (sys_enter: id, args) without a loop
+            r0, r1 = readers
+            return names, lambda ev: (r0(ev), r1(ev))
+        return names, lambda ev: [r(ev) for r in readers]
 
     def sample_dict(self, fmt: EventFormat, ev: Any, pid: int, comm: str, callchain: list) -> dict[str, Any]:
         """perf_sample_dict with what a trace.dat knows (no ip, symbols, registers or branch stacks)."""
@@ -180,7 +223,7 @@ class HandlerAdapterFactory:
         event_name = f"{fmt.system}__{fmt.name}"
         pid_i, ts_i, cpu_i = self._layout(fmt)
         names, values = self.field_values(fmt)
-        context, comm = self.context, self.comm
+        context, comm, names_get = self.context, self.comm, self._names_get
         with_dict = wants_sample_dict(func, 8 + len(names))
         sample_dict = self.sample_dict
 
@@ -188,14 +231,19 @@ class HandlerAdapterFactory:
             def adapter(ev: Any) -> None:
                 ts = ev[ts_i]
                 pid = ev[pid_i] if pid_i >= 0 else -1
+                name = names_get(pid)
+                if name is None:
+                    name = comm(pid)
                 context.event = ev
                 func(event_name, context, ev[cpu_i], ts // NSECS_PER_SEC, ts % NSECS_PER_SEC,
-                     pid, comm(pid), [], *values(ev))
+                     pid, name, [], *values(ev))
         else:
             def adapter(ev: Any) -> None:
                 ts = ev[ts_i]
                 pid = ev[pid_i] if pid_i >= 0 else -1
-                name = comm(pid)
+                name = names_get(pid)
+                if name is None:
+                    name = comm(pid)
                 callchain: list = []
                 context.event = ev
                 func(event_name, context, ev[cpu_i], ts // NSECS_PER_SEC, ts % NSECS_PER_SEC,
@@ -209,14 +257,16 @@ class HandlerAdapterFactory:
         event_name = f"{fmt.system}__{fmt.name}"
         pid_i, ts_i, cpu_i = self._layout(fmt)
         names, values = self.field_values(fmt)
-        context, comm = self.context, self.comm
+        context, comm, names_get = self.context, self.comm, self._names_get
         with_dict = wants_sample_dict(func, 3)
         sample_dict = self.sample_dict
 
         def adapter(ev: Any) -> None:
             ts = ev[ts_i]
             pid = ev[pid_i] if pid_i >= 0 else -1
-            name = comm(pid)
+            name = names_get(pid)
+            if name is None:
+                name = comm(pid)
             callchain: list = []
             fields = {"common_cpu": ev[cpu_i], "common_s": ts // NSECS_PER_SEC,
                       "common_ns": ts % NSECS_PER_SEC, "common_pid": pid, "common_comm": name,
