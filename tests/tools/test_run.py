@@ -263,3 +263,36 @@ def test_per_event_handlers_across_types_keep_time_order_and_skip_only_the_faili
            (x.split(":") for x in order.split())]
     assert got == [w for i, w in enumerate(want, 1) if i % 997]
     assert f"{len(skipped)} handler error(s) skipped" in err
+
+
+def test_trace_time_seen_by_dump_in_batch_handlers_timers_and_hooks(tmp_path, capsys):
+    s = script(tmp_path, """
+        from tracewatch import on_batch, every, at_start, at_end
+        from tracewatch.stream.dispatch import current_trace_time
+        bad = []
+        ticks = []
+        @at_start
+        def start():
+            if current_trace_time() is not None:
+                bad.append(("start", current_trace_time()))
+        @on_batch("raw_syscalls:sys_exit")
+        def exits(b):
+            if current_trace_time() != int(b.common_ts[-1]):
+                bad.append(("batch", current_trace_time(), int(b.common_ts[-1])))
+        @every("5ms")
+        def tick():
+            ticks.append(current_trace_time())
+        @at_end
+        def end():
+            print(bad)
+            print(len(ticks), all(b - a == 5_000_000 for a, b in zip(ticks, ticks[1:])))
+            print(current_trace_time())
+    """)
+    rc, out, err = run_script(capsys, s, "a_syscalls.v6.dat")
+    assert rc == 0, err
+    bad, ticks, end = out.splitlines()[:3]
+    assert bad == "[]"
+    assert int(ticks.split()[0]) >= 2 and ticks.split()[1] == "True"  # each tick at its deadline
+    last = max(int(float(m.group("ts")) * 1e6) for m in map(RAW_LINE.match, fixture_path(
+        "a_syscalls.v6.dat.raw.txt").read_text(errors="replace").splitlines()) if m)
+    assert abs(int(end) // 1000 - last) <= 1  # the end hook: the last event's time

@@ -19,10 +19,11 @@ import gc
 import sys
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -91,6 +92,10 @@ class Dispatcher:
         self.last_ts: int | None = None
         #: trace time of the last event of the chunk being dispatched (set once per chunk)
         self.chunk_end_ts: int | None = None
+        # what is being handled right now, for current_trace_time(): a per-event run (the list
+        # and the iterator map() walks), else the time of a batch's last event or a timer's
+        self._now_run: tuple[list[Any], Any] | None = None
+        self._now_ts: int | None = None
 
     # -- routing ---------------------------------------------------------------
     def route(self, fmt: EventFormat) -> _Route | None:
@@ -133,11 +138,12 @@ class Dispatcher:
             if route is None:
                 continue
             self.chunk_end_ts = int(batch.common_ts[-1])
-            for func, flt in route.batch:
-                b = batch if flt is None else batch.take_(flt.mask(batch))
-                if len(b):
-                    self.events_dispatched += len(b)
-                    self._call(func, None, b)
+            with self._acting():
+                for func, flt in route.batch:
+                    b = batch if flt is None else batch.take_(flt.mask(batch))
+                    if len(b):
+                        self.events_dispatched += len(b)
+                        self._call_batch(func, b)
 
     def wants(self, fmt: EventFormat) -> bool:
         return self.route(fmt) is not None
@@ -150,6 +156,11 @@ class Dispatcher:
             return
         self.events_seen += n
         self.chunk_end_ts = int(chunk.ts[-1])
+        with self._acting():
+            self._feed(chunk)
+        self.last_ts = int(chunk.ts[-1])
+
+    def _feed(self, chunk: EventChunk) -> None:
         for cpu, count, _ts in chunk.losses():
             self.lost_events[cpu] = self.lost_events.get(cpu, 0) + max(count, 0)
             for f in self.lost_handlers:
@@ -168,7 +179,6 @@ class Dispatcher:
         finally:
             if gc_paused:
                 gc.enable()
-        self.last_ts = int(chunk.ts[-1])
 
     def _dispatch_with_timers(self, chunk: EventChunk) -> None:
         for i, t in enumerate(self.timers):
@@ -191,7 +201,11 @@ class Dispatcher:
             nf = self._next_fire[i]
             fired = 0
             while nf is not None and nf <= now:
-                self._call(t.func, None)
+                self._now_ts = nf  # this firing's deadline: the trace time the timer stands for
+                try:
+                    self._call(t.func, None)
+                finally:
+                    self._now_ts = None
                 nf += t.interval_ns
                 fired += 1
                 if fired >= 1000:  # a long gap in the trace: don't replay a million empty periods
@@ -208,7 +222,7 @@ class Dispatcher:
                 b = batch if flt is None else batch.take_(flt.mask(batch))
                 if len(b):
                     self.events_dispatched += len(b)
-                    self._call(func, None, b)
+                    self._call_batch(func, b)
             if not route.event:
                 continue
             events: list[Any] | None = None
@@ -268,7 +282,9 @@ class Dispatcher:
         decides, and the run goes on after the failing event."""
         start = 0
         while start < len(events):
-            it = iter(events if start == 0 else events[start:])
+            seq = events if start == 0 else events[start:]
+            it = iter(seq)
+            self._now_run = (seq, it)
             try:
                 _consume(map(func, it))
                 return
@@ -279,12 +295,16 @@ class Dispatcher:
                 failed = len(events) - it.__length_hint__() - 1
                 self._handler_failed(func, events[failed], e)
                 start = failed + 1
+            finally:
+                self._now_run = None
 
     def _run_zipped(self, funcs: list[Callable], events: list[Any]) -> None:
         """``funcs[i](events[i])`` for each i (handlers interleaved event by event)."""
         start = 0
         while start < len(events):
-            it = iter(events if start == 0 else events[start:])
+            seq = events if start == 0 else events[start:]
+            it = iter(seq)
+            self._now_run = (seq, it)
             try:
                 _consume(map(_call_with, funcs if start == 0 else funcs[start:], it))
                 return
@@ -294,6 +314,8 @@ class Dispatcher:
                 failed = len(events) - it.__length_hint__() - 1
                 self._handler_failed(funcs[failed], events[failed], e)
                 start = failed + 1
+            finally:
+                self._now_run = None
 
     def _call(self, func: Callable, ev: Any, *args: Any) -> None:
         try:
@@ -303,9 +325,39 @@ class Dispatcher:
         except Exception as e:  # noqa: BLE001
             self._handler_failed(func, ev, e)
 
+    def _call_batch(self, func: Callable, b: Any) -> None:
+        self._now_ts = int(b.common_ts[-1])
+        try:
+            self._call(func, None, b)
+        finally:
+            self._now_ts = None
+
     def call_hook(self, func: Callable, *args: Any) -> None:
         """Call a start/end hook under the same error policy as handlers."""
-        self._call(func, None, *args)
+        with self._acting():
+            self._call(func, None, *args)
+
+    @contextmanager
+    def _acting(self) -> Iterator[None]:
+        """This dispatcher is the one current_trace_time() asks while the block runs."""
+        _ACTIVE.append(self)
+        try:
+            yield
+        finally:
+            _ACTIVE.pop()
+
+    def trace_time_now(self) -> int | None:
+        """The trace time of what is being handled: the event of a per-event handler, a
+        batch's last event, a timer's deadline; else the end of the chunk (None before any)."""
+        run = self._now_run
+        if run is not None:
+            events, it = run
+            i = len(events) - it.__length_hint__() - 1  # the iterator stands one past the event
+            if 0 <= i < len(events):
+                return int(events[i].common_ts)
+        if self._now_ts is not None:
+            return self._now_ts
+        return self.chunk_end_ts
 
     def _handler_failed(self, func: Callable | None, ev: Any, exc: BaseException) -> None:
         self.errors += 1
@@ -338,58 +390,18 @@ class Dispatcher:
                 print(f"  event: {ev!r}", file=out)
 
 
-def current_trace_time(max_depth: int = 64) -> int | None:
+#: the dispatchers feeding handlers right now, innermost last
+_ACTIVE: list[Dispatcher] = []
+
+
+def current_trace_time() -> int | None:
     """The trace time of what the calling handler is handling, or None outside dispatch.
 
-    For ``dump()`` called without an event: it walks up the caller's frames to
-    the dispatcher's loop and reads what is being handled there (a per-event
-    handler's event: the first argument of the frame the run loop called; a
-    timer's deadline; a batch handler's last event; else the end of the chunk).  Nothing is recorded per event, so the dispatch
-    loop pays nothing for it; the walk costs a few microseconds per call.
+    For ``dump()`` called without an event: the event of a per-event handler, a
+    batch handler's last event, a timer's deadline, else the end of the chunk
+    being dispatched (see :meth:`Dispatcher.trace_time_now`).
     """
-    codes = _frame_codes()
-    f = sys._getframe(1)
-    called: list[Any] = []  # frames below f, innermost first: under a run loop, the handler's
-    depth = 0
-    while f is not None and depth < max_depth:
-        kind = codes.get(f.f_code)
-        if kind is not None:
-            loc = f.f_locals
-            handler = called[-1] if called else None
-            if handler is not None and handler.f_code is _PY_CALL_WITH and len(called) > 1:
-                handler = called[-2]  # Python 3.10: _call_with's own frame sits in between
-            if kind == "event" and handler is not None and handler.f_code.co_argcount >= 1:
-                ev = handler.f_locals.get(handler.f_code.co_varnames[0])
-                ts = getattr(ev, "common_ts", None)
-                if ts is not None:
-                    return int(ts)
-            elif kind == "timer":
-                now = loc.get("now")
-                if now is not None:
-                    return int(now)
-            elif kind == "batch":
-                b = loc.get("b")
-                ts = getattr(b, "common_ts", None) if b is not None else None
-                if ts is not None and len(ts):
-                    return int(ts[-1])
-            me = loc.get("self")
-            if isinstance(me, Dispatcher):
-                return me.chunk_end_ts
-        called.append(f)
-        f = f.f_back
-        depth += 1
-    return None
-
-
-_CODES: dict[Any, str] = {}
-
-
-def _frame_codes() -> dict[Any, str]:
-    if not _CODES:
-        _CODES.update({Dispatcher._run_one.__code__: "event", Dispatcher._run_zipped.__code__: "event",
-                       Dispatcher._fire_timers.__code__: "timer", Dispatcher._dispatch.__code__: "batch",
-                       Dispatcher.feed.__code__: "chunk", Dispatcher.call_hook.__code__: "chunk"})
-    return _CODES
+    return _ACTIVE[-1].trace_time_now() if _ACTIVE else None
 
 
 def user_frame(exc: BaseException) -> str | None:
@@ -402,14 +414,11 @@ def user_frame(exc: BaseException) -> str | None:
 
 
 try:
-    from operator import call as _call_with  # 3.11+: calls in C, so the handler's caller is the run loop
-    _PY_CALL_WITH = None
+    from operator import call as _call_with  # 3.11+: calls in C
 except ImportError:  # 3.10
 
     def _call_with(func: Callable[[Any], Any], ev: Any) -> Any:
         return func(ev)
-
-    _PY_CALL_WITH = _call_with.__code__
 
 
 #: exhausts an iterator in C (the run loops' ``map`` of handlers over events)
