@@ -13,7 +13,8 @@ of it: its machine code is already linked and only calls numba's runtime (NRT).
 So a cache load here initialises the runtime only; when the cache misses (first
 run, changed source, other CPU) numba compiles as usual, and its compiler does
 the full refresh itself.  Nothing changes for numba functions a user's script
-defines: the light load is installed per kernel, on ours only.
+defines: the light load is installed per kernel, on ours only, and only with
+numba versions it was checked against.
 """
 
 from __future__ import annotations
@@ -41,7 +42,24 @@ def kernel(func: F | None = None, *, nogil: bool = True) -> Any:
     return wrap(func) if func is not None else wrap
 
 
+#: numba versions whose cache loading this light load was checked against
+#: (tests/tools/test_kernel_loading.py); others load the usual way, a little slower
+_CHECKED_NUMBA = ((0, 58), (0, 69))
+
+
+def _numba_checked() -> bool:
+    import numba
+
+    try:
+        version = tuple(int(x) for x in numba.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return _CHECKED_NUMBA[0] <= version < _CHECKED_NUMBA[1]
+
+
 def _light_cache_load(dispatcher: Any) -> None:
+    if not _numba_checked():
+        return
     cache = getattr(dispatcher, "_cache", None)
     load = getattr(cache, "_load_overload", None)
     guard = getattr(cache, "_guard_against_spurious_io_errors", None)
