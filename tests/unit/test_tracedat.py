@@ -325,7 +325,7 @@ def _head_merge_reference(ts: np.ndarray, starts: list[int], ends: list[int]) ->
 @pytest.mark.parametrize("seed", range(40))
 def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
     """Random per-CPU streams (sorted or not, many ties, cut short, lost events) merge as trace-cmd does."""
-    from tracewatch.formats.tracedat import _merge_kernel
+    from tracewatch.formats.tracedat import _merge_kernel, merge_events
 
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, 10))
@@ -347,7 +347,7 @@ def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
     total = int(counts.sum())
     out = [np.empty(total, t) for t in (np.int32, np.uint64, np.int64, np.int32, np.uint16)]
     out.append(np.zeros(total, np.int64))
-    assert _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost, *out) == total
+    assert merge_events(ts, off, ln, ty, starts, ends, lost_at, lost, *out) == total
     order = _head_merge_reference(ts, starts.tolist(), ends.tolist())
     missed = np.zeros(n, np.int64)
     missed[lost_at] = lost
@@ -358,3 +358,27 @@ def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
     assert out[5].tolist() == missed[order].tolist()
     if seed % 2:  # time-ordered streams: the same as a stable sort of the CPUs one after another
         assert order == kept[np.argsort(ts[kept], kind="stable")].tolist()
+
+    # resumed: each CPU's events shown a window at a time, at most `limit` written per call
+    # (how a file is merged without walking it whole); the same order, the same lost counts
+    window = [int(w) for w in rng.integers(1, 6, k)]
+    limit = int(rng.integers(1, 12))
+    seen = [int(s) for s in starts]  # per CPU: events shown so far end here
+    heads = [int(s) for s in starts]
+    got: list[list[int]] = [[] for _ in range(6)]
+    head = np.empty(k, np.int64)
+    while True:
+        for c in range(k):
+            if heads[c] == seen[c] and seen[c] < int(ends[c]):
+                seen[c] = min(int(ends[c]), seen[c] + window[c])
+        more = np.array([seen[c] < int(ends[c]) for c in range(k)], np.uint8)
+        part = [np.empty(limit, t) for t in (np.int32, np.uint64, np.int64, np.int32, np.uint16)]
+        part.append(np.zeros(limit, np.int64))
+        w, stop = _merge_kernel(ts, off, ln, ty, np.array(heads, np.int64), np.array(seen, np.int64), more,
+                                lost_at, lost, limit, *part, head)
+        for g, a in zip(got, part):
+            g.extend(a[:w].tolist())
+        heads = head.tolist()
+        if w == 0 and stop < 0:
+            break
+    assert got == [a.tolist() for a in out]

@@ -11,7 +11,7 @@ import pytest
 
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.ring_page import _Recycler
-from tracewatch.formats.tracedat import TraceDatReader, _merge_kernel, _merge_runs_kernel
+from tracewatch.formats.tracedat import TraceDatReader, _merge_runs_kernel, merge_events
 from tracewatch.sources.file import FileSource
 from tracewatch.stream.batch import TraceContext, split_by_type
 
@@ -157,8 +157,8 @@ def test_merge_runs_give_merge_kernel_order(seed: int) -> None:
     off = np.arange(n, dtype=np.int64)
     out = [np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int32),
            np.empty(n, np.uint16), np.zeros(n, np.int64)]
-    _merge_kernel(ts, off, np.zeros(n, np.int32), np.zeros(n, np.uint16), starts, ends, np.zeros(0, np.int64),
-                  np.zeros(0, np.int64), *out)
+    merge_events(ts, off, np.zeros(n, np.int32), np.zeros(n, np.uint16), starts, ends, np.zeros(0, np.int64),
+                 np.zeros(0, np.int64), *out)
     rc, rs, re = (np.empty(n + ncpu, np.int64) for _ in range(3))
     nr = _merge_runs_kernel(ts, starts, ends, rc, rs, re)
     order = np.concatenate([np.arange(rs[i], re[i]) for i in range(nr)]) if nr else np.zeros(0, np.int64)

@@ -1265,8 +1265,8 @@ class TraceDatReader:
         out = MergedIndex(new(total, np.int32), new(total, np.uint64), new(total, np.int64),
                           new(total, np.int32), new(total, np.uint16), new(total, np.int64))
         out.missed_before[:] = 0
-        _merge_kernel(ts, off, ln, ty, starts, ends, lost_at_a, lost_a,
-                      out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
+        merge_events(ts, off, ln, ty, starts, ends, lost_at_a, lost_a,
+                     out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
         return out
 
     def _adjust_ts(self, ts: np.ndarray) -> np.ndarray:
@@ -1339,9 +1339,19 @@ def _sorted_only_before_adjusting(raw: np.ndarray, shown: np.ndarray, starts: np
     return forward(raw) and not forward(shown)
 
 
+def merge_events(ts, off, ln, ty, starts, ends, lost_at, lost, out_cpu, out_ts, out_off, out_ln, out_ty,
+                 out_missed) -> int:
+    """:func:`_merge_kernel` over every event of every CPU; returns how many were written."""
+    ncpu = len(starts)
+    k, _stop = _merge_kernel(ts, off, ln, ty, starts, ends, np.zeros(ncpu, np.uint8), lost_at, lost,
+                             len(out_ts), out_cpu, out_ts, out_off, out_ln, out_ty, out_missed,
+                             np.empty(ncpu, np.int64))
+    return int(k)
+
+
 @kernel
-def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
-                  out_cpu, out_ts, out_off, out_ln, out_ty, out_missed):
+def _merge_kernel(ts, off, ln, ty, starts, ends, more, lost_at, lost, limit,
+                  out_cpu, out_ts, out_off, out_ln, out_ty, out_missed, head):
     """trace-cmd's merge (tracecmd_peek_next_data): repeatedly the CPU whose next
     event has the smallest timestamp, ties to the lower CPU, each CPU in stream order.
 
@@ -1352,10 +1362,20 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
     emits a run of events until its next event no longer comes before the best
     other CPU's, so time-ordered streams cost O(n + runs * log CPUs).  The same
     holds for streams whose times go backwards: each step still takes the
-    smallest head.  Plain Python when NUMBA_DISABLE_JIT=1.
+    smallest head.
+
+    Resumable, for merging a file a window of pages at a time: it stops once
+    ``limit`` events are written, or when a CPU with ``more[c]`` set (events not
+    walked yet) has none left in ``starts[c]:ends[c]``, since its next event is
+    unknown.  ``head[c]`` is then where CPU ``c`` stands; the merge goes on from
+    there (the heads are all its state).  Returns (events written, the CPU that ran
+    out, or -1).  Plain Python when NUMBA_DISABLE_JIT=1.
     """
     ncpu = len(starts)
-    head = starts.copy()
+    for c in range(ncpu):
+        head[c] = starts[c]
+        if more[c] and starts[c] == ends[c]:
+            return 0, c
     # per CPU: index in lost_at of its next event that follows lost events
     lp = np.searchsorted(lost_at, starts)
     heap = np.empty(ncpu, np.int64)
@@ -1375,7 +1395,7 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
             heap[i] = c
     k = 0
     n_lost = len(lost_at)
-    while size > 0:
+    while size > 0 and k < limit:
         c = heap[0]
         # the best other CPU: the smaller child of the top
         if size == 1:
@@ -1401,6 +1421,8 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
         else:
             while h < e and ts[h] < bound_ts:
                 h += 1
+        if h - h0 > limit - k:
+            h = h0 + (limit - k)
         for j in range(h - h0):
             out_cpu[k + j] = c
             out_ts[k + j] = ts[h0 + j]
@@ -1415,6 +1437,8 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
         k += h - h0
         head[c] = h
         if h == e:
+            if more[c]:
+                return k, c  # its next events are not walked yet
             # drop the top: the last leaf goes to the root
             size -= 1
             c = heap[size]
@@ -1437,7 +1461,7 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, lost_at, lost,
             heap[i] = ch
             i = child
         heap[i] = c
-    return k
+    return k, -1
 
 
 @kernel

@@ -7,7 +7,7 @@ compiled pass (:func:`~tracewatch.formats.ring_page.walk_buffers`: every CPU's
 events end to end in one set of arrays) and merges the events at or before
 the *watermark* (the earliest of the CPUs' latest timestamps, so no CPU can
 still deliver an earlier event) in trace-cmd's order with one compiled k-way
-merge (``tracedat._merge_kernel``): no concatenation, no sort, no gather.
+merge (``tracedat.merge_events``): no concatenation, no sort, no gather.
 A CPU that has delivered nothing for ``idle_after`` release rounds stops
 holding the others back (the bounded wait for idle CPUs); at the end,
 :meth:`LiveMerger.release` with ``final=True`` releases everything.
@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..formats.ring_page import walk_buffers
-from ..formats.tracedat import _merge_kernel
+from ..formats.tracedat import merge_events
 from .batch import TraceContext
 from .chunk import EventChunk
 
@@ -278,8 +278,8 @@ class LiveMerger:
             o_ln = np.empty(total, np.int32)
             o_ty = np.empty(total, np.uint16)
             o_missed = np.zeros(total, np.int64)
-            _merge_kernel(walked, off, ln, ty, starts, stops, lost_at.astype(np.int64, copy=False),
-                          lost.astype(np.int64, copy=False), o_cpu, o_ts, o_off, o_ln, o_ty, o_missed)
+            merge_events(walked, off, ln, ty, starts, stops, lost_at.astype(np.int64, copy=False),
+                         lost.astype(np.int64, copy=False), o_cpu, o_ts, o_off, o_ln, o_ty, o_missed)
             chunk = EventChunk(self.context, buffers, o_cpu, o_ts.view(np.int64), o_off, o_ln, o_ty, o_missed,
                                self.little)
         self.last_released = counts
