@@ -38,7 +38,7 @@ import numpy as np
 from ..compiled import kernel
 from ..errors import TraceFormatError
 from .event_format import EventFormat, HeaderPage, parse_event_format
-from .ring_page import PageIndex, recycler, walk_buffers, walk_pages
+from .ring_page import PageDamage, PageIndex, recycler, walk_buffers, walk_pages
 from .symbols import Cmdlines, KernelSymbols, TraceSymbols, parse_printk_formats
 
 __all__ = [
@@ -202,6 +202,31 @@ class MergedIndex:
     def take(self, sel: np.ndarray | slice) -> "MergedIndex":
         return MergedIndex(self.cpu[sel], self.ts[sel], self.offset[sel], self.length[sel],
                            self.type_id[sel], self.missed_before[sel], list(self.damage))
+
+
+@dataclass(eq=False)
+class _CpuWalk:
+    """What the limits and losses of one CPU's events depend on: its damage, counts and
+    missed-events flags, from a whole walk (:meth:`of_index`) or from windows of pages
+    (``TraceDatReader._walk_summary``, which keeps no per-event arrays)."""
+
+    n_events: int
+    n_pages: int
+    trailing_bytes: int
+    #: each damaged page, with the number of the CPU's events before the page after it
+    damage: list[tuple[PageDamage, int]]
+    #: for those numbers (and ``n_events``): the time of the event just before
+    ts_at: dict[int, int]
+    first_page_ts: int
+    page_missed: np.ndarray
+
+    @classmethod
+    def of_index(cls, idx: PageIndex) -> "_CpuWalk":
+        n, pf = len(idx), idx.page_first
+        damage = [(d, int(pf[d.page + 1]) if d.page + 1 < len(pf) else n) for d in idx.damage]
+        ts_at = {k: int(idx.ts[k - 1]) for k in {nxt for _, nxt in damage} | {n} if k > 0}
+        return cls(n, len(pf), idx.trailing_bytes, damage, ts_at,
+                   int(idx.page_ts[0]) if len(idx.page_ts) else 0, idx.page_missed)
 
 
 @dataclass(eq=False)
@@ -526,6 +551,8 @@ class TraceDatReader:
         # per-event arrays of every CPU end to end, and each CPU's start, when walked together
         self._walked_together: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
         self._merged: dict[bool, MergedIndex] = {}
+        #: per CPU, what merged_parts() learnt walking it (lost events without a whole walk)
+        self._walk_summaries: list[_CpuWalk] | None = None
         self._typed: dict[tuple, TypeIndex] = {}
         self._read_initial_format()
 
@@ -1079,35 +1106,90 @@ class TraceDatReader:
 
     def cpu_damage(self, cpu: int) -> list[tuple[int, TraceFormatError]]:
         """Damage on one CPU as (events of the CPU before it, error), in stream order."""
+        return self._damage_list(cpu, _CpuWalk.of_index(self.cpu_index(cpu)))
+
+    def _damage_list(self, cpu: int, walk: "_CpuWalk") -> list[tuple[int, TraceFormatError]]:
         pages = self._load_cpu(cpu)
-        idx = self.cpu_index(cpu)
         out: list[tuple[int, TraceFormatError]] = []
-        for dmg in idx.damage:
-            page_start = dmg.page * self.page_size
-            at = self.file_offset_of(cpu, page_start)
+        for dmg, nxt in walk.damage:
+            at = self.file_offset_of(cpu, dmg.page * self.page_size)
             if pages.chunk_starts is None:
                 at += dmg.offset
-            nxt = idx.page_first[dmg.page + 1] if dmg.page + 1 < len(idx.page_first) else len(idx)
-            out.append((int(nxt), TraceFormatError(dmg.message, path=self.path, offset=at, cpu=cpu, page=dmg.page,
-                                                   hint="--keep-going skips damaged pages")))
-        if idx.trailing_bytes and not pages.load_damage:  # a truncation already explains them
-            n_pages = len(idx.page_first)
-            at = self.file_offset_of(cpu, n_pages * self.page_size)
-            out.append((len(idx), TraceFormatError(
-                f"{idx.trailing_bytes} bytes after the last whole page (page size {self.page_size})",
-                path=self.path, offset=at, cpu=cpu, page=n_pages)))
+            out.append((nxt, TraceFormatError(dmg.message, path=self.path, offset=at, cpu=cpu, page=dmg.page,
+                                              hint="--keep-going skips damaged pages")))
+        if walk.trailing_bytes and not pages.load_damage:  # a truncation already explains them
+            at = self.file_offset_of(cpu, walk.n_pages * self.page_size)
+            out.append((walk.n_events, TraceFormatError(
+                f"{walk.trailing_bytes} bytes after the last whole page (page size {self.page_size})",
+                path=self.path, offset=at, cpu=cpu, page=walk.n_pages)))
         for _, err in pages.load_damage:
             if err.page is None:
-                err.page = len(idx.page_first)  # the first page not (wholly) there
-            out.append((len(idx), err))
+                err.page = walk.n_pages  # the first page not (wholly) there
+            out.append((walk.n_events, err))
         out.sort(key=lambda t: t[0])
         return out
+
+    def _walk_window(self, cpu: int, first_page: int, n_pages: int) -> PageIndex:
+        """Pages ``first_page`` .. ``first_page + n_pages`` of one CPU walked on their own, with
+        offsets into the CPU's whole buffer and page numbers counted from its first page
+        (the last window also takes the bytes after the last whole page)."""
+        data = self.cpu_buffer(cpu)[0]
+        ps = self.page_size
+        total = len(data) // ps
+        stop = len(data) if first_page + n_pages >= total else (first_page + n_pages) * ps
+        idx = walk_pages(data[first_page * ps : stop], ps, commit_size=self.header_page.commit_size,
+                         little=self.little_endian)
+        if first_page:
+            idx.offset += first_page * ps
+            idx.damage = [PageDamage(d.page + first_page, d.offset, d.message) for d in idx.damage]
+        return idx
+
+    def _walk_summary(self, cpu: int, window_pages: int) -> "_CpuWalk":
+        """What :meth:`_cpu_limits` needs of one CPU, walked a window at a time (nothing kept)."""
+        n_pages = len(self.cpu_buffer(cpu)[0]) // self.page_size
+        damage: list[tuple[PageDamage, int]] = []
+        ts_at: dict[int, int] = {}
+        missed: list[np.ndarray] = []
+        base = 0
+        last_ts: int | None = None
+        first_page_ts = 0
+        trailing = 0
+        p = 0
+        while True:
+            idx = self._walk_window(cpu, p, window_pages)
+            n = len(idx)
+            if p == 0 and len(idx.page_ts):
+                first_page_ts = int(idx.page_ts[0])
+            missed.append(idx.page_missed)
+            local_pages = len(idx.page_first)
+            for d in idx.damage:
+                lp = d.page - p
+                nxt = base + (int(idx.page_first[lp + 1]) if lp + 1 < local_pages else n)
+                damage.append((d, nxt))
+                if nxt > base:
+                    ts_at[nxt] = int(idx.ts[nxt - base - 1])
+                elif last_ts is not None:
+                    ts_at[nxt] = last_ts
+            if n:
+                last_ts = int(idx.ts[-1])
+            trailing = idx.trailing_bytes
+            base += n
+            p += window_pages
+            if p >= n_pages:
+                break
+        if last_ts is not None:
+            ts_at[base] = last_ts
+        return _CpuWalk(base, n_pages, trailing, damage, ts_at, first_page_ts,
+                        np.concatenate(missed) if missed else np.zeros(0, np.int64))
 
     def lost_events(self) -> dict[int, CpuLostEvents]:
         """Per CPU: events the kernel dropped, from the pages' missed-events flags."""
         out = {}
         for cpu in range(self.cpus):
-            m = self.cpu_index(cpu).page_missed
+            if cpu not in self._cpu_index and self._walk_summaries is not None:
+                m = self._walk_summaries[cpu].page_missed
+            else:
+                m = self.cpu_index(cpu).page_missed
             out[cpu] = CpuLostEvents(cpu, int(m[m > 0].sum()), int(np.count_nonzero(m)),
                                      int(np.count_nonzero(m < 0)))
         return out
@@ -1140,26 +1222,134 @@ class TraceDatReader:
         self._merged[kg] = merged
         return merged
 
+    def merged_parts(self, max_events: int, *, keep_going: bool | None = None,
+                     window_pages: int = 512) -> Iterator[MergedIndex]:
+        """:meth:`index` in parts of at most ``max_events``, merged a window of pages at a time.
+
+        Memory is bounded by one window per CPU and one part, not by the file: the
+        CPUs are walked once for their limits and damage (keeping nothing per
+        event), then again a window at a time as the merge needs their events.
+        The order, the lost-event counts and the damage handling are those of
+        :meth:`index`; each part carries ``damage``, and without keep-going the
+        first damage is raised after the last part.
+        """
+        kg = self.keep_going if keep_going is None else keep_going
+        if "tsc2nsec" in self.options or self.ts_offset:
+            # shown times are computed, and may wrap: merge the whole file as index() does
+            try:
+                merged, error = self.index(keep_going=kg), None
+            except TraceFormatError as e:
+                merged, error = e.partial, e  # type: ignore[attr-defined]
+            for start in range(0, len(merged), max_events):
+                yield merged.take(slice(start, start + max_events))
+            if error is not None:
+                raise error
+            return
+        ncpu, ps = self.cpus, self.page_size
+        walks = [self._walk_summary(c, window_pages) for c in range(ncpu)]
+        self._walk_summaries = walks
+        counts, damage, cut = self._cpu_limits(kg, walks)
+        error = None
+        if damage and not kg:
+            error = damage[0]
+            error.damage = damage  # type: ignore[attr-defined]
+        # one region per CPU in shared arrays, for the window being merged; a window of
+        # pages holds at most a record per 8 bytes
+        cap = window_pages * (ps // 8)
+        ts = np.empty(ncpu * cap, np.uint64)
+        off = np.empty(ncpu * cap, np.int64)
+        ln = np.empty(ncpu * cap, np.int32)
+        ty = np.empty(ncpu * cap, np.uint16)
+        region = np.arange(ncpu, dtype=np.int64) * cap
+        cur, ends, head = region.copy(), region.copy(), np.empty(ncpu, np.int64)
+        n_pages = [len(self.cpu_buffer(c)[0]) // ps for c in range(ncpu)]
+        next_page = [0] * ncpu
+        taken = [0] * ncpu  # the CPU's events put in its region so far
+        lost_at = [np.zeros(0, np.int64)] * ncpu
+        lost = [np.zeros(0, np.int64)] * ncpu
+
+        def more(c: int) -> bool:
+            """CPU ``c`` has events to merge that are not in its region yet."""
+            return next_page[c] < n_pages[c] and taken[c] < counts[c]
+
+        def refill(c: int) -> None:
+            """The CPU's next window with events into its (used up) region."""
+            r = int(region[c])
+            cur[c] = ends[c] = r
+            lost_at[c] = lost[c] = np.zeros(0, np.int64)
+            while more(c):
+                idx = self._walk_window(c, next_page[c], window_pages)
+                next_page[c] += window_pages
+                k = min(len(idx), counts[c] - taken[c])
+                if k == 0:
+                    continue
+                ts[r : r + k] = idx.ts[:k]
+                off[r : r + k] = idx.offset[:k]
+                ln[r : r + k] = idx.length[:k]
+                ty[r : r + k] = idx.type_id[:k]
+                at, count = idx.missed_at()
+                keep = at < k
+                lost_at[c], lost[c] = at[keep] + r, count[keep]
+                ends[c] = r + k
+                taken[c] += k
+                return
+
+        for c in range(ncpu):
+            refill(c)
+        while True:
+            part = MergedIndex(np.empty(max_events, np.int32), np.empty(max_events, np.uint64),
+                               np.empty(max_events, np.int64), np.empty(max_events, np.int32),
+                               np.empty(max_events, np.uint16), np.zeros(max_events, np.int64), damage)
+            filled, done = 0, False
+            while filled < max_events:
+                flags = np.array([more(c) for c in range(ncpu)], np.uint8)
+                w, stop = _merge_kernel(ts, off, ln, ty, cur, ends, flags, np.concatenate(lost_at),
+                                        np.concatenate(lost), max_events - filled, part.cpu[filled:],
+                                        part.ts[filled:], part.offset[filled:], part.length[filled:],
+                                        part.type_id[filled:], part.missed_before[filled:], head)
+                filled += int(w)
+                cur[:] = head
+                if stop >= 0:
+                    refill(int(stop))
+                elif filled < max_events:
+                    done = True  # every CPU merged to its end
+                    break
+            part = part.take(slice(0, filled))
+            if cut is not None:
+                part = part.take(np.flatnonzero(part.ts <= cut))
+            if len(part):
+                yield part
+            if done:
+                break
+        if error is not None:
+            raise error
+
     def _limits(self, kg: bool) -> tuple[list[tuple[PageIndex, int]], list[TraceFormatError], int | None]:
         """Walk every CPU; per CPU its walk and how many of its events are kept, the damage
         found, and (without keep-going, on damage) the raw time after which no event is kept."""
         self._walk_all()
-        per_cpu = []
+        indexes = [self.cpu_index(cpu) for cpu in range(self.cpus)]
+        counts, damage, cut_ts = self._cpu_limits(kg, [_CpuWalk.of_index(idx) for idx in indexes])
+        return list(zip(indexes, counts)), damage, cut_ts
+
+    def _cpu_limits(self, kg: bool, walks: list["_CpuWalk"]) -> tuple[list[int], list[TraceFormatError], int | None]:
+        """Per CPU how many of its events are kept, the damage found, and (without keep-going,
+        on damage) the raw time after which no event of any CPU is kept."""
+        counts = []
         damage: list[TraceFormatError] = []
         cut_ts: int | None = None
-        for cpu in range(self.cpus):
-            idx = self.cpu_index(cpu)
-            n = len(idx)
-            dmg = self.cpu_damage(cpu)
+        for cpu, walk in enumerate(walks):
+            n = walk.n_events
+            dmg = self._damage_list(cpu, walk)
             if dmg and not kg:
                 n = dmg[0][0]
                 # the damage happened after this CPU's last good event: keep later events of other CPUs out
-                last = int(idx.ts[n - 1]) if n else (int(idx.page_ts[0]) if len(idx.page_ts) else 0)
+                last = walk.ts_at[n] if n else walk.first_page_ts
                 cut_ts = last if cut_ts is None else min(cut_ts, last)
             damage.extend(e for _, e in dmg)
-            per_cpu.append((idx, n))
+            counts.append(n)
         damage.sort(key=lambda e: (e.cpu if e.cpu is not None else -1, e.offset or 0))
-        return per_cpu, damage, cut_ts
+        return counts, damage, cut_ts
 
     def type_index(self, *, keep_going: bool | None = None, types: Iterable[int] | None = None) -> "TypeIndex":
         """:meth:`index` grouped by event type, without building the merged arrays.
@@ -1374,6 +1564,7 @@ def _merge_kernel(ts, off, ln, ty, starts, ends, more, lost_at, lost, limit,
     ncpu = len(starts)
     for c in range(ncpu):
         head[c] = starts[c]
+    for c in range(ncpu):
         if more[c] and starts[c] == ends[c]:
             return 0, c
     # per CPU: index in lost_at of its next event that follows lost events
