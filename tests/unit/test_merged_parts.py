@@ -110,3 +110,77 @@ def test_synthetic_cpus_with_ties_losses_and_times_going_back(tmp_path: Path, se
     assert len(merged) > 0 and len(set(merged.ts.tolist())) > 10
     assert (merged.missed_before != 0).any() or seed % 3 == 2
     _same_as_index(path)
+
+
+def _chunks(src) -> tuple[list[tuple], str | None]:
+    rows, error = [], None
+    try:
+        for chunk in src.chunks():
+            rows.extend(zip(chunk.cpu.tolist(), chunk.ts.tolist(), chunk.type_id.tolist(),
+                            chunk.missed_before.tolist()))
+    except TraceFormatError as e:
+        error = str(e)
+    return rows, error
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_file_source_chunks_the_same_whole_or_in_windows(tmp_path: Path, seed: int) -> None:
+    from tracewatch.sources.file import FileSource
+
+    rng = random.Random(seed)
+    name = NAMES[seed % len(NAMES)]
+    data = bytearray(fixture_path(name).read_bytes())
+    if seed % 2:
+        spans = [(d.file_offset, d.file_size) for d in TraceDatReader(FIXTURES / name).buffer.cpus if d.file_size]
+        off, size = rng.choice(spans)
+        data = data[: off + rng.randrange(size)]
+    p = tmp_path / "f.dat"
+    p.write_bytes(bytes(data))
+    for kg in (False, True):
+        whole = FileSource(str(p), keep_going=kg, chunk_events=1000)
+        windows = FileSource(str(p), keep_going=kg, chunk_events=1000, whole_bytes=0, window_pages=2)
+        assert _chunks(whole) == _chunks(windows)
+        assert [str(d) for d in whole.damage] == [str(d) for d in windows.damage]
+        assert whole.lost_events() == windows.lost_events()
+
+
+def test_scripts_print_the_same_over_a_file_merged_whole_or_in_windows(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from tracewatch.script.runner import ScriptRunner
+    from tracewatch.sources.file import FileSource
+
+    script = tmp_path / "s.py"
+    script.write_text(
+        "from tracewatch import on, on_batch, at_end, Map\n"
+        "per_event, per_batch = Map(int), Map(int)\n"
+        "@on('sched:sched_switch')\n"
+        "def sw(ev):\n"
+        "    per_event[ev.prev_comm, ev.next_pid] += 1\n"
+        "@on_batch('sched:*')\n"
+        "def b(batch):\n"
+        "    per_batch.add_counts(batch.common_pid)\n"
+        "@at_end\n"
+        "def end():\n"
+        "    print(sorted(per_event.items()))\n"
+        "    print(sorted(per_batch.items()))\n")
+    batch_only = tmp_path / "b.py"
+    batch_only.write_text(
+        "from tracewatch import on_batch, at_end, Map\n"
+        "m = Map(int)\n"
+        "@on_batch('sched:*')\n"
+        "def b(batch):\n"
+        "    m.add_counts((batch.common_cpu, batch.common_pid))\n"
+        "@at_end\n"
+        "def end():\n"
+        "    print(sorted(m.items()))\n")
+    path = str(fixture_path("b_sched.v6.dat"))
+    for s in (script, batch_only):
+        outs = []
+        for kw in ({}, {"whole_bytes": 0, "window_pages": 1}):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), FileSource(path, chunk_events=500, **kw) as src:
+                ScriptRunner(str(s)).run(src)
+            outs.append(out.getvalue())
+        assert outs[0] == outs[1] and outs[0].count("[(") >= 1

@@ -971,6 +971,11 @@ class TraceDatReader:
         return self._buffer
 
     @property
+    def data_bytes(self) -> int:
+        """Bytes of event pages in the file, every CPU (as stored: compressed when compressed)."""
+        return sum(d.file_size for d in self._buffer.cpus)
+
+    @property
     def ts_offset(self) -> int:
         """ns added to every timestamp: the DATE (usecs) and OFFSET options, as trace-cmd adds them."""
         off = 0

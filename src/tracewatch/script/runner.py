@@ -104,9 +104,10 @@ class ScriptRunner:
             for f in h.start:
                 d.call_hook(f)
             started = True
-            if d.batch_only() and recorder is None and hasattr(source, "split"):
+            if d.batch_only() and recorder is None and getattr(source, "merges_whole", False):
                 # only batch handlers, no timers: one batch per type for the whole file,
-                # straight from the fused type index (no merged index, no chunking)
+                # straight from the fused type index (no merged index, no chunking); a file
+                # too big to index whole goes chunk by chunk instead
                 d.feed_batches(source.split(only=d.wants))
             else:
                 for chunk in source.chunks():

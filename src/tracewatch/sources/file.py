@@ -37,11 +37,16 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: str, *, keep_going: bool = False, chunk_events: int = 262_144) -> None:
+    def __init__(self, path: str, *, keep_going: bool = False, chunk_events: int = 262_144,
+                 whole_bytes: int = 256 << 20, window_pages: int = 1024) -> None:
         self.path = path
         self.reader = TraceDatReader(path)
         self.keep_going = keep_going
         self.chunk_events = chunk_events
+        #: files with more bytes of event pages than this are merged in windows by chunks() ...
+        self.whole_bytes = whole_bytes
+        #: ... of this many pages per CPU
+        self.window_pages = window_pages
         self.context = TraceContext(self.reader.formats, self.reader.symbols)
         self.damage: list[TraceFormatError] = []
 
@@ -49,7 +54,34 @@ class FileSource:
     def formats(self):
         return self.reader.formats
 
+    @property
+    def merges_whole(self) -> bool:
+        """Whether the file is small enough (``whole_bytes``) to be merged whole: then
+        :meth:`chunks` merges it at once, and whole-file :meth:`split` batches are fine."""
+        return self.reader.data_bytes <= self.whole_bytes
+
     def chunks(self) -> Iterator[EventChunk]:
+        """The file's events in trace-cmd's order, ``chunk_events`` at a time.
+
+        Up to ``whole_bytes`` of event pages, the file is merged whole (the fastest
+        way); a larger one a window of pages at a time
+        (``TraceDatReader.merged_parts``), so that memory does not grow with the file.
+        On damage, every event before it comes first, then the error.
+        """
+        if self.merges_whole:
+            yield from self._chunks_of_whole_merge()
+            return
+        buffers = self._buffers()
+        try:
+            for part in self.reader.merged_parts(self.chunk_events, keep_going=self.keep_going,
+                                                 window_pages=self.window_pages):
+                self.damage = list(part.damage)
+                yield EventChunk.from_index(self.context, buffers, part, self.reader.little_endian)
+        except TraceFormatError as e:
+            self.damage = list(getattr(e, "damage", None) or [e])
+            raise
+
+    def _chunks_of_whole_merge(self) -> Iterator[EventChunk]:
         error: TraceFormatError | None = None
         try:
             index = self.reader.index(keep_going=self.keep_going)
@@ -59,8 +91,7 @@ class FileSource:
                 raise
             error = e
         self.damage = list(index.damage)
-        buffers = [self.reader.cpu_buffer(c)[0] for c in range(self.reader.cpus)]
-        whole = EventChunk.from_index(self.context, buffers, index, self.reader.little_endian)
+        whole = EventChunk.from_index(self.context, self._buffers(), index, self.reader.little_endian)
         for start in range(0, len(whole), self.chunk_events):
             yield whole.slice(start, start + self.chunk_events)
         if error is not None:
