@@ -95,3 +95,34 @@ def test_command_line_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tracewatch", "report", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_report_merged_in_windows_prints_the_same(capsysbinary, tmp_path, monkeypatch, case):
+    # big files are merged a window of pages at a time: force that on the fixtures (whole and
+    # damaged) and compare every output with the whole merge's
+    import random
+
+    from tracewatch.formats.tracedat import TraceDatReader
+
+    name = ["a_syscalls.v6.dat", "b_sched.v6.dat", "e_mixed.v6.dat", "e_mixed.v7z.dat", "c_markers.v6.dat",
+            "e_mixed.v6.dat"][case]
+    data = bytearray(fixture_path(name).read_bytes())
+    if case >= 3:
+        rng = random.Random(case)
+        spans = [(d.file_offset, d.file_size) for d in TraceDatReader(fixture_path(name)).buffer.cpus if d.file_size]
+        off, size = rng.choice(spans)
+        data = data[: off + rng.randrange(size)] if case == 3 else data
+        if case != 3:
+            for _ in range(8):
+                data[off + rng.randrange(size)] = rng.randrange(256)
+    path = tmp_path / "t.dat"
+    path.write_bytes(bytes(data))
+    for argv in ([], ["--raw"], ["--json"], ["--keep-going", "--stat"], ["--cpu", "1", "--events", "sched:*,*irq*"]):
+        whole = run_report(capsysbinary, *argv, str(path))
+        with monkeypatch.context() as m:
+            m.setattr(report, "WHOLE_MERGE_BYTES", 0)
+            m.setattr(report, "WINDOW_PAGES", 2)
+            m.setattr(report, "PART_EVENTS", 777)
+            windows = run_report(capsysbinary, *argv, str(path))
+        assert windows == whole, argv

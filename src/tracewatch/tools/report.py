@@ -11,7 +11,7 @@ import argparse
 import fnmatch
 import json
 import sys
-from typing import IO, Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -110,15 +110,19 @@ def select(index: MergedIndex, formats: dict[int, EventFormat], cpus: set[int] |
     return out
 
 
-def report_chunks(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[list[str]]:
-    """The report lines of the events in ``index`` (no newlines), a list per run of events."""
+def report_chunks(reader: TraceDatReader, index: MergedIndex | Iterable[MergedIndex], *, raw: bool
+                  ) -> Iterator[list[str]]:
+    """The report lines of the events in ``index`` (no newlines), a list per run of events;
+    ``index`` may also be the successive parts of one merged order (``merged_parts``)."""
     formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw,
                                 in_usecs=timestamps_in_usecs(reader.trace_clock))
     formats = reader.formats
     buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
     # C's %s on a char buf[] without NUL reads on into the page: those records get the page's rest
     trailing = {i for i, f in formats.items() if any(fl.array_len == 0 for fl in f.fields)}
-    yield from formatter.index_lines(buffers, index, page_size=reader.page_size, tail_types=trailing)
+    for part in [index] if isinstance(index, MergedIndex) else index:
+        # one formatter for every part: what it learns as the report goes carries over
+        yield from formatter.index_lines(buffers, part, page_size=reader.page_size, tail_types=trailing)
 
 
 def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[str]:
@@ -127,8 +131,13 @@ def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> It
         yield from chunk
 
 
-def json_lines(reader: TraceDatReader, index: MergedIndex) -> Iterator[str]:
+def json_lines(reader: TraceDatReader, index: MergedIndex | Iterable[MergedIndex]) -> Iterator[str]:
     """One JSON object per event: name, system, metadata (common_*), then the fields."""
+    for part in [index] if isinstance(index, MergedIndex) else index:
+        yield from _json_lines(reader, part)
+
+
+def _json_lines(reader: TraceDatReader, index: MergedIndex) -> Iterator[str]:
     formats = reader.formats
     buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
     little = reader.little_endian
@@ -175,10 +184,14 @@ def write_chunks(chunks: Iterator[list[str]], out: IO[bytes]) -> None:
             out.write("\n".join(lines).encode("utf-8", "surrogateescape"))
 
 
-def lost_summary(reader: TraceDatReader, index: MergedIndex) -> str:
+def lost_summary(reader: TraceDatReader, index: MergedIndex | np.ndarray) -> str:
+    """The per-CPU table of events shown and lost; ``index`` may be the shown events' counts per CPU."""
     rows = ["CPU  events      lost  pages-with-loss"]
     lost = reader.lost_events()
-    counts = np.bincount(index.cpu, minlength=reader.cpus) if len(index) else np.zeros(reader.cpus, int)
+    if isinstance(index, np.ndarray):
+        counts = index
+    else:
+        counts = np.bincount(index.cpu, minlength=reader.cpus) if len(index) else np.zeros(reader.cpus, int)
     for cpu in range(reader.cpus):
         le = lost.get(cpu)
         n_lost = "?" if le is None else (f"{le.lost}+?" if le.unknown_pages else str(le.lost))
@@ -187,32 +200,61 @@ def lost_summary(reader: TraceDatReader, index: MergedIndex) -> str:
     return "\n".join(rows)
 
 
+#: files with more bytes of event pages are merged a window of pages at a time (memory bounded),
+#: of WINDOW_PAGES pages per CPU, in parts of PART_EVENTS events
+WHOLE_MERGE_BYTES = 256 << 20
+WINDOW_PAGES = 1024
+PART_EVENTS = 1 << 20
+
+
 def _report(args: argparse.Namespace) -> int:
     path = args.input or args.file or "trace.dat"
     reader = TraceDatReader(path)
+    cpus, match = _cpus(args.cpu), event_matcher(args.events)
+    shown = np.zeros(max(reader.cpus, 1), np.int64)
+    damage: list[TraceFormatError] = []
     error: TraceFormatError | None = None
-    try:
-        index = reader.index(keep_going=args.keep_going)
-    except TraceFormatError as e:
-        partial = getattr(e, "partial", None)
-        if partial is None:
-            raise
-        index, error = partial, e
-    index = select(index, reader.formats, _cpus(args.cpu), event_matcher(args.events))
+
+    def parts() -> Iterator[MergedIndex]:
+        """The events to print, in order, in parts; ``error``/``damage`` set on the way."""
+        nonlocal error, damage
+        if reader.data_bytes <= WHOLE_MERGE_BYTES:
+            try:
+                index = reader.index(keep_going=args.keep_going)
+            except TraceFormatError as e:
+                index = getattr(e, "partial", None)
+                if index is None:
+                    raise
+                error = e
+            pieces: Iterable[MergedIndex] = [index]
+        else:
+            pieces = reader.merged_parts(PART_EVENTS, keep_going=args.keep_going, window_pages=WINDOW_PAGES)
+        try:
+            for part in pieces:
+                damage = part.damage
+                part = select(part, reader.formats, cpus, match)
+                if len(part):
+                    shown[: reader.cpus] += np.bincount(part.cpu, minlength=reader.cpus)[: reader.cpus]
+                    yield part
+        except TraceFormatError as e:
+            if error is not None or getattr(e, "damage", None) is None:
+                raise
+            error, damage = e, e.damage  # type: ignore[attr-defined]
+
     out = sys.stdout.buffer
     sys.stdout.flush()
     if args.json:
-        write_lines(json_lines(reader, index), out)
+        write_lines(json_lines(reader, parts()), out)
     else:
         out.write(f"cpus={reader.cpus}\n".encode())
-        write_chunks(report_chunks(reader, index, raw=args.raw), out)
+        write_chunks(report_chunks(reader, parts(), raw=args.raw), out)
     out.flush()
     lost = reader.lost_events()
     any_lost = any(le.pages_with_loss for le in lost.values())
     if args.stat or any_lost:
-        print(lost_summary(reader, index), file=sys.stderr)
-    if args.keep_going and index.damage:
-        for d in index.damage:
+        print(lost_summary(reader, shown[: reader.cpus]), file=sys.stderr)
+    if args.keep_going and damage:
+        for d in damage:
             print(f"tracewatch: warning: skipped damaged data: {d}", file=sys.stderr)
     if error is not None:
         error.hint = error.hint or "the file may be truncated or damaged; --keep-going skips damaged pages"
