@@ -219,6 +219,8 @@ class _CpuWalk:
     ts_at: dict[int, int]
     first_page_ts: int
     page_missed: np.ndarray
+    #: windowed walks: the most events one window held
+    max_window_events: int = 0
 
     @classmethod
     def of_index(cls, idx: PageIndex) -> "_CpuWalk":
@@ -1159,10 +1161,12 @@ class TraceDatReader:
         last_ts: int | None = None
         first_page_ts = 0
         trailing = 0
+        most = 0
         p = 0
         while True:
             idx = self._walk_window(cpu, p, window_pages)
             n = len(idx)
+            most = max(most, n)
             if p == 0 and len(idx.page_ts):
                 first_page_ts = int(idx.page_ts[0])
             missed.append(idx.page_missed)
@@ -1185,7 +1189,7 @@ class TraceDatReader:
         if last_ts is not None:
             ts_at[base] = last_ts
         return _CpuWalk(base, n_pages, trailing, damage, ts_at, first_page_ts,
-                        np.concatenate(missed) if missed else np.zeros(0, np.int64))
+                        np.concatenate(missed) if missed else np.zeros(0, np.int64), most)
 
     def lost_events(self) -> dict[int, CpuLostEvents]:
         """Per CPU: events the kernel dropped, from the pages' missed-events flags."""
@@ -1258,14 +1262,16 @@ class TraceDatReader:
         if damage and not kg:
             error = damage[0]
             error.damage = damage  # type: ignore[attr-defined]
-        # one region per CPU in shared arrays, for the window being merged; a window of
-        # pages holds at most a record per 8 bytes
-        cap = window_pages * (ps // 8)
-        ts = np.empty(ncpu * cap, np.uint64)
-        off = np.empty(ncpu * cap, np.int64)
-        ln = np.empty(ncpu * cap, np.int32)
-        ty = np.empty(ncpu * cap, np.uint16)
-        region = np.arange(ncpu, dtype=np.int64) * cap
+        # one region per CPU in shared arrays, for the window being merged, as big as the
+        # CPU's fullest window (the first walk used the same windows): idle CPUs take no room
+        sizes = np.array([w.max_window_events for w in walks], np.int64)
+        region = np.zeros(ncpu, np.int64)
+        np.cumsum(sizes[:-1], out=region[1:])
+        room = max(int(sizes.sum()), 1)
+        ts = np.empty(room, np.uint64)
+        off = np.empty(room, np.int64)
+        ln = np.empty(room, np.int32)
+        ty = np.empty(room, np.uint16)
         cur, ends, head = region.copy(), region.copy(), np.empty(ncpu, np.int64)
         n_pages = [len(self.cpu_buffer(c)[0]) // ps for c in range(ncpu)]
         next_page = [0] * ncpu
