@@ -75,7 +75,7 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def newfstatat():
-    if not os.path.isdir(f"/sys/kernel/tracing/events/syscalls/sys_exit_newfstatat"):
+    if not os.path.isdir("/sys/kernel/tracing/events/syscalls/sys_exit_newfstatat"):
         pytest.skip("this kernel has no syscalls:sys_exit_newfstatat event")
     return EXIT_EVENT
 

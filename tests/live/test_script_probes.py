@@ -20,7 +20,7 @@ import pytest
 from tracewatch.sources.tracefs import TraceFS, cleanup_stale
 from tracewatch.tools import record, run
 
-from .test_uprobes import COUNTS, PROG_C, _uprobes_unavailable
+from .test_uprobes import PROG_C, _uprobes_unavailable
 
 pytestmark = pytest.mark.skipif(_uprobes_unavailable() is not None, reason=_uprobes_unavailable() or "")
 

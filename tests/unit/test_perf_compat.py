@@ -10,7 +10,6 @@ import struct
 import textwrap
 
 import numpy as np
-import pytest
 
 from tests.conftest import fixture_path
 from tracewatch import open_trace

@@ -10,7 +10,6 @@ damaged input; so partial aggregates are always printed.
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path

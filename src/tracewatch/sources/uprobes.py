@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from ..errors import CaptureError
-from ..formats.elf_symbols import ElfFile, ElfSymbol, SymbolError, load_symbols
+from ..formats.elf_symbols import SymbolError, load_symbols
 
 __all__ = [
     "ProbeSpec",

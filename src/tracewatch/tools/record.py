@@ -7,7 +7,6 @@ Pages are copied from the kernel's ring buffers to the file as they are
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
