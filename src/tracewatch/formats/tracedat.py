@@ -1232,7 +1232,7 @@ class TraceDatReader:
         return merged
 
     def merged_parts(self, max_events: int, *, keep_going: bool | None = None,
-                     window_pages: int = 512) -> Iterator[MergedIndex]:
+                     window_pages: int = 1024) -> Iterator[MergedIndex]:
         """:meth:`index` in parts of at most ``max_events``, merged a window of pages at a time.
 
         Memory is bounded by one window per CPU and one part, not by the file: the
