@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, fixture_path
+from tests.conftest import FIXTURES, fixture_path, raw_pages_meta
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.tracedat import TraceDatReader
-from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+from tracewatch.formats.tracedat_writer import write_tracedat
 from tracewatch.testing import PageBuilder, make_payload
 
 NAMES = ["a_syscalls.v6.dat", "b_sched.v6.dat", "c_markers.v6.dat", "e_mixed.v6.dat", "e_mixed.v7z.dat"]
@@ -72,17 +72,6 @@ def test_damaged_fixtures_merged_in_windows_equal_the_whole_merge(tmp_path: Path
     _same_as_index(p)
 
 
-def _raw_pages_meta() -> TraceMeta:
-    raw = fixture_path("raw-pages")
-    ev = raw / "events"
-    return TraceMeta(
-        header_page=(ev / "header_page").read_text(), header_event=(ev / "header_event").read_text(),
-        ftrace_formats=[p.read_text() for p in sorted(ev.glob("ftrace/*/format"))],
-        event_formats={s: [p.read_text() for p in sorted((ev / s).glob("*/format"))]
-                       for s in ("raw_syscalls", "sched")},
-        kallsyms="", cmdlines="", trace_clock=(raw / "trace_clock.txt").read_text())
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_synthetic_cpus_with_ties_losses_and_times_going_back(tmp_path: Path, seed: int) -> None:
     # uneven CPUs (one empty), many equal timestamps across CPUs, lost-event marks (counted
@@ -105,7 +94,7 @@ def test_synthetic_cpus_with_ties_losses_and_times_going_back(tmp_path: Path, se
             t += rng.randint(0, 30)
         pages[cpu] = [b.build()] if b.pages else []
     path = tmp_path / "synthetic.dat"
-    write_tracedat(path, _raw_pages_meta(), pages, cpus=4)
+    write_tracedat(path, raw_pages_meta(), pages, cpus=4)
     merged = TraceDatReader(path).index()
     assert len(merged) > 0 and len(set(merged.ts.tolist())) > 10
     assert (merged.missed_before != 0).any() or seed % 3 == 2

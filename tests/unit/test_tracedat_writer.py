@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FIXTURES, raw_pages_meta
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats import tracedat_writer
 from tracewatch.formats.tracedat import TraceDatReader
 from tracewatch.formats.tracedat_writer import TraceDatWriter, TraceMeta, write_tracedat
 from tracewatch.tools import report
 
-FIXTURES = Path("/work/shared/fixtures")
 RAW_PAGES = FIXTURES / "raw-pages"
 PAGE = 4096
 
@@ -40,21 +40,6 @@ def trace_cmd_compressions() -> set[str]:
     for line in out.splitlines()[1:]:
         names.add(line.strip().split(",")[0])
     return names
-
-
-def raw_pages_meta() -> TraceMeta:
-    """The metadata of raw-pages/ as a tracefs would give it."""
-    ev = RAW_PAGES / "events"
-    return TraceMeta(
-        header_page=(ev / "header_page").read_text(),
-        header_event=(ev / "header_event").read_text(),
-        ftrace_formats=[p.read_text() for p in sorted(ev.glob("ftrace/*/format"))],
-        event_formats={s: [p.read_text() for p in sorted((ev / s).glob("*/format"))]
-                       for s in ("raw_syscalls", "sched")},
-        kallsyms=(RAW_PAGES / "kallsyms.subset").read_text(),
-        cmdlines=(RAW_PAGES / "saved_cmdlines").read_text(),
-        trace_clock=(RAW_PAGES / "trace_clock.txt").read_text(),
-    )
 
 
 def raw_pages() -> dict[int, bytes]:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.ring_page import _Recycler
 from tracewatch.formats.tracedat import TraceDatReader, _merge_runs_kernel, merge_events
 from tracewatch.sources.file import FileSource
 from tracewatch.stream.batch import TraceContext, split_by_type
 
-FIXTURES = Path("/work/shared/fixtures")
 NAMES = ["a_syscalls.v6.dat", "b_sched.v6.dat", "c_markers.v6.dat", "e_mixed.v6.dat", "e_mixed.v7z.dat"]
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
 
