@@ -31,7 +31,7 @@ def raw_pages_meta():
     for writing trace.dat files of synthetic or raw pages."""
     from tracewatch.formats.tracedat_writer import TraceMeta
 
-    raw = FIXTURES / "raw-pages"
+    raw = fixture_path("raw-pages")  # skips the test when the fixtures are not there
     ev = raw / "events"
     return TraceMeta(
         header_page=(ev / "header_page").read_text(),

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.print_fmt import PrintFormat
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
 
-FIXTURES = Path("/work/shared/fixtures")
 DAT_FILES = {
     "a_syscalls": FIXTURES / "a_syscalls.v6.dat",
     "b_sched": FIXTURES / "b_sched.v6.dat",

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.export.report_text import report_lines
 from tracewatch.formats.tracedat import TraceDatReader
 
 pytestmark = pytest.mark.oracle
 
-FIXTURES = Path("/work/shared/fixtures")
 
 # (trace file, the trace-cmd texts it must reproduce)
 CASES = [

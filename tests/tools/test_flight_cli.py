@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.errors import ScriptError
 from tracewatch.recorder.daemon import DeclarativeTrigger, format_status, parse_trigger
 from tracewatch.tools import flight, run, status
 
-FIXTURES = Path("/work/shared/fixtures")
 AVAILABLE = ["raw_syscalls:sys_exit", "raw_syscalls:sys_enter", "sched:sched_switch"]
 
 

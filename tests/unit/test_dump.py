@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tracewatch.recorder as recorder_api
+from tests.conftest import FIXTURES, raw_pages_meta
 from tracewatch.formats.ring_page import walk_pages
 from tracewatch.formats.tracedat import TraceDatReader
 from tracewatch.recorder import FlightRecorder, Window, dump, replay_pages, set_current_recorder
@@ -27,10 +28,8 @@ from tracewatch.sources.file import open_trace
 from tracewatch.testing import PageBuilder, make_payload
 from tracewatch.tools import report
 
-from .test_tracedat_writer import raw_pages_meta
 
 PAGE = 4096
-FIXTURES = Path("/work/shared/fixtures")
 RAW_PAGES = FIXTURES / "raw-pages"
 TRACE_CMD = shutil.which("trace-cmd")
 needs_fixtures = pytest.mark.skipif(not RAW_PAGES.is_dir(), reason="shared fixtures not present")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.formats.ring_page import walk_pages
 from tracewatch.recorder.page_ring import PageRing, page_times, parse_size
 from tracewatch.testing import PageBuilder, make_payload
 
 PAGE = 4096
-RAW_PAGES = Path("/work/shared/fixtures/raw-pages")
+RAW_PAGES = FIXTURES / "raw-pages"
 
 
 def synthetic_pages(start_ts: int, period_ns: int, count: int, *, size: int = 24, type_id: int = 7) -> bytes:

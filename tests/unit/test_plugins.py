@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES, fixture_path
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.plugins import find_function, plugin_renderer
 from tracewatch.formats.symbols import Cmdlines, KernelSymbols, TraceSymbols
 
-EVENTS = Path("/work/shared/fixtures/raw-pages/events")
+EVENTS = FIXTURES / "raw-pages" / "events"
 
 KMALLOC_FORMAT = """name: kmalloc
 ID: 658
@@ -66,7 +66,7 @@ print fmt: "hrtimer=%p function=%ps expires=%llu softexpires=%llu mode=%s", REC-
 
 
 def load(system: str, name: str):
-    return parse_event_format((EVENTS / system / name / "format").read_text(), system)
+    return parse_event_format(fixture_path(f"raw-pages/events/{system}/{name}/format").read_text(), system)
 
 
 def symbols(kallsyms: str = "", cmdlines: str = "") -> TraceSymbols:

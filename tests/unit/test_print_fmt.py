@@ -9,16 +9,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import struct
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.event_format import EventFormat, parse_event_format
 from tracewatch.formats.print_fmt import PrintFormat, PrintFormatError, _c_int, _CSpec
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
 
-EVENTS = Path("/work/shared/fixtures/raw-pages/events")
+EVENTS = FIXTURES / "raw-pages" / "events"
 
 HEADER = """\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;

@@ -7,17 +7,16 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import FIXTURES
 from tracewatch.formats.ring_page import PageIndex, walk_pages
 from tracewatch.testing import PageBuilder, make_payload
 
-FIXTURES = Path("/work/shared/fixtures")
 RAW_PAGES = FIXTURES / "raw-pages"
 needs_fixtures = pytest.mark.skipif(not RAW_PAGES.is_dir(), reason="shared fixtures not present")
 

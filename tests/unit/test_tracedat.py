@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FIXTURES
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.ring_page import walk_pages
 from tracewatch.formats.tracedat import TraceDatReader, identify_input
 
-FIXTURES = Path("/work/shared/fixtures")
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
 
 # per-CPU event counts from MANIFEST.md
