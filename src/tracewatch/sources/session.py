@@ -44,12 +44,14 @@ __all__ = ["LiveSession", "LiveContext"]
 
 
 class LiveContext(TraceContext):
-    """A TraceContext whose comm lookup also asks ``/proc/PID/comm`` and the kernel's saved_cmdlines.
+    """A TraceContext whose comm lookup asks ``/proc/PID/comm``, then the kernel's saved_cmdlines.
 
     A pid seen for the first time is usually still alive (events are decoded
-    within a fraction of a second); for one that has already exited, the
-    kernel's ``saved_cmdlines`` (refreshed at most every ``refresh_interval``
-    seconds) still knows it.
+    within a fraction of a second), and ``/proc`` names it exactly; for one that
+    has already exited, the kernel's ``saved_cmdlines`` (refreshed at most every
+    ``refresh_interval`` seconds) may still know it.  Saved cmdlines are only
+    the fallback: pids are reused (``pid_max`` is often 32768), and the table
+    keeps names of processes long gone.  Names found are remembered for the run.
     """
 
     def __init__(self, formats, symbols, read_saved_cmdlines: Callable[[], str] | None = None,
@@ -58,6 +60,7 @@ class LiveContext(TraceContext):
         self._read_saved = read_saved_cmdlines
         self._refresh_interval = refresh_interval
         self._refreshed_at = 0.0
+        self._saved: dict[int, str] = {}
 
     def comm(self, pid: int) -> str:
         if pid == 0:
@@ -73,14 +76,13 @@ class LiveContext(TraceContext):
             name = None
         if name is None and self._read_saved is not None:
             now = time.monotonic()
-            if now - self._refreshed_at >= self._refresh_interval:
+            if pid not in self._saved and now - self._refreshed_at >= self._refresh_interval:
                 self._refreshed_at = now
                 try:
-                    for k, v in Cmdlines.parse(self._read_saved()).by_pid.items():
-                        by_pid.setdefault(k, v)
+                    self._saved = Cmdlines.parse(self._read_saved()).by_pid
                 except (OSError, CaptureError):
                     pass
-                name = by_pid.get(pid)
+            name = self._saved.get(pid)
         if name is None:
             return "<...>"
         by_pid[pid] = name
@@ -192,10 +194,9 @@ class LiveSession:
     # -- set-up helpers ------------------------------------------------------
     def _symbols(self) -> TraceSymbols:
         tfs = self.instance.tracefs
-        try:
-            cmdlines = Cmdlines.parse(tfs.read("saved_cmdlines"))
-        except (OSError, CaptureError):
-            cmdlines = Cmdlines()
+        # names are learnt as the run goes (see LiveContext.comm), not from saved_cmdlines
+        # up front: its entries of exited processes would name the pids reused since
+        cmdlines = Cmdlines()
         printk: dict[int, str] = {}
         try:
             from ..formats.symbols import parse_printk_formats
