@@ -1151,6 +1151,24 @@ class TraceDatReader:
             idx.damage = [PageDamage(d.page + first_page, d.offset, d.message) for d in idx.damage]
         return idx
 
+    def _drop_pages(self, cpu: int, first_page: int, stop_page: int) -> None:
+        """Unmap pages ``first_page`` .. ``stop_page`` of an uncompressed CPU from this process:
+        they stay in the page cache and come back on the next read.  Keeps the resident size
+        of a windowed merge bounded by its windows rather than by the file."""
+        if self._buffer.compressed or stop_page <= first_page or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        pages = self._load_cpu(cpu)
+        ps = self.page_size
+        start = pages.file_offset + first_page * ps
+        end = min(pages.file_offset + stop_page * ps, pages.file_offset + len(pages.data))
+        lo = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        hi = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if hi > lo:
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):
+                pass
+
     def _walk_summary(self, cpu: int, window_pages: int) -> "_CpuWalk":
         """What :meth:`_cpu_limits` needs of one CPU, walked a window at a time (nothing kept)."""
         n_pages = len(self.cpu_buffer(cpu)[0]) // self.page_size
@@ -1183,6 +1201,7 @@ class TraceDatReader:
                 last_ts = int(idx.ts[-1])
             trailing = idx.trailing_bytes
             base += n
+            self._drop_pages(cpu, p, p + window_pages)
             p += window_pages
             if p >= n_pages:
                 break
@@ -1275,6 +1294,8 @@ class TraceDatReader:
         cur, ends, head = region.copy(), region.copy(), np.empty(ncpu, np.int64)
         n_pages = [len(self.cpu_buffer(c)[0]) // ps for c in range(ncpu)]
         next_page = [0] * ncpu
+        window_at = [0] * ncpu  # first page of the window in the CPU's region
+        mapped_from = [0] * ncpu  # pages before this were dropped (see _drop_pages)
         taken = [0] * ncpu  # the CPU's events put in its region so far
         lost_at = [np.zeros(0, np.int64)] * ncpu
         lost = [np.zeros(0, np.int64)] * ncpu
@@ -1289,6 +1310,7 @@ class TraceDatReader:
             cur[c] = ends[c] = r
             lost_at[c] = lost[c] = np.zeros(0, np.int64)
             while more(c):
+                window_at[c] = next_page[c]
                 idx = self._walk_window(c, next_page[c], window_pages)
                 next_page[c] += window_pages
                 k = min(len(idx), counts[c] - taken[c])
@@ -1330,6 +1352,10 @@ class TraceDatReader:
                 part = part.take(np.flatnonzero(part.ts <= cut))
             if len(part):
                 yield part
+                # the part has been handled: pages behind each CPU's window are not needed now
+                for c in range(ncpu):
+                    self._drop_pages(c, mapped_from[c], window_at[c])
+                    mapped_from[c] = window_at[c]
             if done:
                 break
         if error is not None:
