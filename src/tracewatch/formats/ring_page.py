@@ -425,7 +425,7 @@ def walk_pages(buf: np.ndarray | bytes | bytearray | memoryview, page_size: int,
 
 
 def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], page_size: int, *,
-                 commit_size: int = 8, little: bool = True, recycle: bool = False
+                 commit_size: int = 8, little: bool = True, recycle: bool = False, capacity: int = 0
                  ) -> tuple[list[PageIndex], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`walk_pages` for several runs of pages (one per CPU) at once.
 
@@ -435,7 +435,8 @@ def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], pa
     a merge across CPUs reads them without concatenating.  ``recycle`` takes the
     per-event arrays from :data:`recycler` (for a whole file's walk, whose arrays
     are dropped together; a live reader's small walks keep ``np.empty``, whose
-    unused capacity costs no memory).
+    unused capacity costs no memory).  ``capacity``: the events expected, when known
+    (the output is sized for them at once instead of from a first run of pages).
     """
     if commit_size not in (4, 8):
         raise ValueError(f"commit_size must be 4 or 8, not {commit_size}")
@@ -452,7 +453,7 @@ def walk_buffers(bufs: Sequence[np.ndarray | bytes | bytearray | memoryview], pa
     # pages, grown if the rest is denser.  Untouched capacity costs no memory (the
     # pages are never faulted in), so the arrays are returned as slices.
     left = sum(pages_of)
-    cap = min(left, 64) * per_page
+    cap = capacity + 1 if capacity > 0 else min(left, 64) * per_page
     new = recycler.empty if recycle else np.empty
     outs = [new(cap, t) for t in (np.uint64, np.int64, np.int32, np.uint16)]
     n = 0

@@ -1136,7 +1136,7 @@ class TraceDatReader:
         out.sort(key=lambda t: t[0])
         return out
 
-    def _walk_window(self, cpu: int, first_page: int, n_pages: int) -> PageIndex:
+    def _walk_window(self, cpu: int, first_page: int, n_pages: int, capacity: int = 0) -> PageIndex:
         """Pages ``first_page`` .. ``first_page + n_pages`` of one CPU walked on their own, with
         offsets into the CPU's whole buffer and page numbers counted from its first page
         (the last window also takes the bytes after the last whole page)."""
@@ -1144,8 +1144,8 @@ class TraceDatReader:
         ps = self.page_size
         total = len(data) // ps
         stop = len(data) if first_page + n_pages >= total else (first_page + n_pages) * ps
-        idx = walk_pages(data[first_page * ps : stop], ps, commit_size=self.header_page.commit_size,
-                         little=self.little_endian)
+        idx = walk_buffers([data[first_page * ps : stop]], ps, commit_size=self.header_page.commit_size,
+                           little=self.little_endian, capacity=capacity)[0][0]
         if first_page:
             idx.offset += first_page * ps
             idx.damage = [PageDamage(d.page + first_page, d.offset, d.message) for d in idx.damage]
@@ -1311,7 +1311,7 @@ class TraceDatReader:
             lost_at[c] = lost[c] = np.zeros(0, np.int64)
             while more(c):
                 window_at[c] = next_page[c]
-                idx = self._walk_window(c, next_page[c], window_pages)
+                idx = self._walk_window(c, next_page[c], window_pages, walks[c].max_window_events)
                 next_page[c] += window_pages
                 k = min(len(idx), counts[c] - taken[c])
                 if k == 0:
