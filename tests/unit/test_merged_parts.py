@@ -173,3 +173,19 @@ def test_scripts_print_the_same_over_a_file_merged_whole_or_in_windows(tmp_path:
                 ScriptRunner(str(s)).run(src)
             outs.append(out.getvalue())
         assert outs[0] == outs[1] and outs[0].count("[(") >= 1
+
+
+def test_batches_of_a_file_too_big_to_index_whole_are_the_same_events() -> None:
+    from tracewatch.sources.file import FileSource
+
+    path = str(fixture_path("e_mixed.v6.dat"))
+
+    def rows(src) -> list[tuple]:
+        out = []
+        for b in src.batches("syscalls:*,block:*,irq:*,timer:*"):
+            out.extend(zip([b.format_.full_name] * len(b), b.common_ts.tolist(), b.common_pid.tolist()))
+        return sorted(out)
+
+    whole = rows(FileSource(path, chunk_events=999))
+    assert len(whole) > 2000
+    assert rows(FileSource(path, chunk_events=999, whole_bytes=0, window_pages=2)) == whole

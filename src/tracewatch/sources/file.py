@@ -99,6 +99,13 @@ class FileSource:
 
     def batches(self, events: str | None = None) -> Iterator["EventBatch"]:
         """Columnar batches, one per event type per chunk; ``events`` is a glob (``"sched:*"``)."""
+        if not self.merges_whole:
+            # too big to index whole: the chunks, merged a window of pages at a time
+            only = _matcher(events)
+            for chunk in self.chunks():
+                for batch, _pos in chunk.batches(only=only):
+                    yield batch
+            return
         index, error = self._type_index(events)
         buffers = self._buffers()
         for start in range(0, index.total, self.chunk_events):
