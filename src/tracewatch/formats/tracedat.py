@@ -31,7 +31,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from collections.abc import Mapping
-from typing import Any, Callable, Container, Iterable, Iterator
+from typing import Any, Callable, Container, Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -202,6 +202,11 @@ class MergedIndex:
     def take(self, sel: np.ndarray | slice) -> "MergedIndex":
         return MergedIndex(self.cpu[sel], self.ts[sel], self.offset[sel], self.length[sel],
                            self.type_id[sel], self.missed_before[sel], list(self.damage))
+
+
+#: files with more bytes of event pages than this are merged a window of pages at a time
+#: (:meth:`TraceDatReader.merged_parts`), so that memory does not grow with the file
+WHOLE_MERGE_BYTES = 256 << 20
 
 
 @dataclass(eq=False)
@@ -1250,29 +1255,36 @@ class TraceDatReader:
         self._merged[kg] = merged
         return merged
 
-    def merged_parts(self, max_events: int, *, keep_going: bool | None = None,
-                     window_pages: int = 1024) -> Iterator[MergedIndex]:
-        """:meth:`index` in parts of at most ``max_events``, merged a window of pages at a time.
+    def merged_parts(self, max_events: int, *, keep_going: bool | None = None, window_pages: int = 1024,
+                     whole_bytes: int = WHOLE_MERGE_BYTES) -> Generator[MergedIndex, None, list]:
+        """:meth:`index` in parts of at most ``max_events``.
 
-        Memory is bounded by one window per CPU and one part, not by the file: the
-        CPUs are walked once for their limits and damage (keeping nothing per
-        event), then again a window at a time as the merge needs their events.
-        The order, the lost-event counts and the damage handling are those of
-        :meth:`index`; each part carries ``damage``, and without keep-going the
-        first damage is raised after the last part.
+        A file with up to ``whole_bytes`` of event pages is merged whole (the
+        fastest way) and handed out in slices.  A bigger one is merged a window of
+        ``window_pages`` pages per CPU at a time, so that memory is bounded by one
+        window per CPU and one part, not by the file: the CPUs are walked once for
+        their limits and damage (keeping nothing per event), then again a window at
+        a time as the merge needs their events.  Either way the order, the
+        lost-event counts and the damage handling are those of :meth:`index`: each
+        part carries ``damage``, and without keep-going the first damage is raised
+        after the last part.  The generator returns the damage list (also when no part came).
         """
         kg = self.keep_going if keep_going is None else keep_going
-        if "tsc2nsec" in self.options or self.ts_offset:
-            # shown times are computed, and may wrap: merge the whole file as index() does
+        if self.data_bytes <= whole_bytes or "tsc2nsec" in self.options or self.ts_offset:
+            # small enough to merge at once; or shown times are computed and may wrap, which
+            # only the whole merge handles
             try:
                 merged, error = self.index(keep_going=kg), None
             except TraceFormatError as e:
-                merged, error = e.partial, e  # type: ignore[attr-defined]
+                merged = getattr(e, "partial", None)
+                if merged is None:
+                    raise
+                error = e
             for start in range(0, len(merged), max_events):
                 yield merged.take(slice(start, start + max_events))
             if error is not None:
                 raise error
-            return
+            return merged.damage
         ncpu, ps = self.cpus, self.page_size
         walks = [self._walk_summary(c, window_pages) for c in range(ncpu)]
         self._walk_summaries = walks
@@ -1360,6 +1372,7 @@ class TraceDatReader:
                 break
         if error is not None:
             raise error
+        return damage
 
     def _limits(self, kg: bool) -> tuple[list[tuple[PageIndex, int]], list[TraceFormatError], int | None]:
         """Walk every CPU; per CPU its walk and how many of its events are kept, the damage

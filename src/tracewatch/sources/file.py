@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import TraceFormatError
 from ..formats.event_format import EventFormat
-from ..formats.tracedat import TraceDatReader
+from ..formats.tracedat import WHOLE_MERGE_BYTES, TraceDatReader
 from ..stream.batch import Event, EventBatch, TraceContext, split_type_index
 from ..stream.chunk import EventChunk
 
@@ -38,7 +38,7 @@ class FileSource:
     live = False
 
     def __init__(self, path: str, *, keep_going: bool = False, chunk_events: int = 262_144,
-                 whole_bytes: int = 256 << 20, window_pages: int = 1024) -> None:
+                 whole_bytes: int = WHOLE_MERGE_BYTES, window_pages: int = 1024) -> None:
         self.path = path
         self.reader = TraceDatReader(path)
         self.keep_going = keep_going
@@ -68,34 +68,21 @@ class FileSource:
         (``TraceDatReader.merged_parts``), so that memory does not grow with the file.
         On damage, every event before it comes first, then the error.
         """
-        if self.merges_whole:
-            yield from self._chunks_of_whole_merge()
-            return
         buffers = self._buffers()
+        parts = self.reader.merged_parts(self.chunk_events, keep_going=self.keep_going,
+                                         window_pages=self.window_pages, whole_bytes=self.whole_bytes)
         try:
-            for part in self.reader.merged_parts(self.chunk_events, keep_going=self.keep_going,
-                                                 window_pages=self.window_pages):
+            while True:
+                try:
+                    part = next(parts)
+                except StopIteration as end:  # the merge returns its damage list
+                    self.damage = list(end.value or [])
+                    return
                 self.damage = list(part.damage)
                 yield EventChunk.from_index(self.context, buffers, part, self.reader.little_endian)
         except TraceFormatError as e:
             self.damage = list(getattr(e, "damage", None) or [e])
             raise
-
-    def _chunks_of_whole_merge(self) -> Iterator[EventChunk]:
-        error: TraceFormatError | None = None
-        try:
-            index = self.reader.index(keep_going=self.keep_going)
-        except TraceFormatError as e:
-            index = getattr(e, "partial", None)
-            if index is None:
-                raise
-            error = e
-        self.damage = list(index.damage)
-        whole = EventChunk.from_index(self.context, self._buffers(), index, self.reader.little_endian)
-        for start in range(0, len(whole), self.chunk_events):
-            yield whole.slice(start, start + self.chunk_events)
-        if error is not None:
-            raise error
 
     def batches(self, events: str | None = None) -> Iterator["EventBatch"]:
         """Columnar batches, one per event type per chunk; ``events`` is a glob (``"sched:*"``)."""

@@ -19,6 +19,7 @@ from ..cli import run_tool
 from ..errors import TraceFormatError
 from ..export.report_text import ReportFormatter, timestamps_in_usecs
 from ..formats.event_format import EventFormat, field_value
+from ..formats import tracedat
 from ..formats.tracedat import MergedIndex, TraceDatReader
 
 __all__ = ["main", "build_parser"]
@@ -201,8 +202,8 @@ def lost_summary(reader: TraceDatReader, index: MergedIndex | np.ndarray) -> str
 
 
 #: files with more bytes of event pages are merged a window of pages at a time (memory bounded),
-#: of WINDOW_PAGES pages per CPU, in parts of PART_EVENTS events
-WHOLE_MERGE_BYTES = 256 << 20
+#: of WINDOW_PAGES pages per CPU; either way printed in parts of PART_EVENTS events
+WHOLE_MERGE_BYTES = tracedat.WHOLE_MERGE_BYTES
 WINDOW_PAGES = 1024
 PART_EVENTS = 1 << 20
 
@@ -218,26 +219,22 @@ def _report(args: argparse.Namespace) -> int:
     def parts() -> Iterator[MergedIndex]:
         """The events to print, in order, in parts; ``error``/``damage`` set on the way."""
         nonlocal error, damage
-        if reader.data_bytes <= WHOLE_MERGE_BYTES:
-            try:
-                index = reader.index(keep_going=args.keep_going)
-            except TraceFormatError as e:
-                index = getattr(e, "partial", None)
-                if index is None:
-                    raise
-                error = e
-            pieces: Iterable[MergedIndex] = [index]
-        else:
-            pieces = reader.merged_parts(PART_EVENTS, keep_going=args.keep_going, window_pages=WINDOW_PAGES)
+        pieces = reader.merged_parts(PART_EVENTS, keep_going=args.keep_going, window_pages=WINDOW_PAGES,
+                                     whole_bytes=WHOLE_MERGE_BYTES)
         try:
-            for part in pieces:
+            while True:
+                try:
+                    part = next(pieces)
+                except StopIteration as end:  # the merge returns its damage list
+                    damage = end.value or []
+                    return
                 damage = part.damage
                 part = select(part, reader.formats, cpus, match)
                 if len(part):
                     shown[: reader.cpus] += np.bincount(part.cpu, minlength=reader.cpus)[: reader.cpus]
                     yield part
         except TraceFormatError as e:
-            if error is not None or getattr(e, "damage", None) is None:
+            if getattr(e, "damage", None) is None:
                 raise
             error, damage = e, e.damage  # type: ignore[attr-defined]
 
