@@ -236,7 +236,8 @@ int main(void) { for (;;) { tick(); usleep(1000); } }
     assert rc == 0, err
     got = _counts(out)
     assert got["tick"] > 50, out
-    assert got["malloc"] >= got["tick"], out
+    # every tick calls malloc once; tracing can stop between the two probes of the last tick
+    assert got["malloc"] >= got["tick"] - 1, out
 
 
 # ---------------------------------------------------------------------- errors: one clear line each
