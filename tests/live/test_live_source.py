@@ -88,6 +88,8 @@ def _run_workload(tmp_path, use_mmap: bool, *, n: int, chunk: int, pause: float 
             rows = []  # (cpu, ts, index, received_at)
             missed = []
             with LiveSource(inst, mmap=use_mmap, flush_interval=flush_interval) as src:
+                # the page walk compiles on first use (numba's cache cold): not while the clock runs
+                walk_pages(np.zeros((1, src.page_size), np.uint8), src.page_size)
                 src.start()
                 assert src.mode == ("mmap" if use_mmap else "read")
                 child.stdin.write("go\n")

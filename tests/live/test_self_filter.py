@@ -171,13 +171,20 @@ def test_gated_command_and_its_children_are_still_traced():
 
 def test_followed_pids_still_traced_and_one_of_ours_named_is_traced_as_asked():
     workload = _workload()
+    said: list[str] = []
+
+    def while_tracing() -> None:
+        workload.stdin.write("go\n")
+        workload.stdin.flush()
+        said.append(workload.stdout.readline())
+
     try:
-        with LiveSession(["raw_syscalls:*"], pids=[workload.pid], duration=1.2, buffer_kb=BUFFER_KB) as s:
-            workload.stdin.write("go\n")
-            workload.stdin.flush()
+        with LiveSession(["raw_syscalls:*"], pids=[workload.pid], duration=60.0, buffer_kb=BUFFER_KB) as s:
+            worker = _once_tracing(s, while_tracing)
             counts = _count_pids(s)
             assert set(own_thread_ids()) <= set(s.instance.excluded_pids)
-        assert workload.stdout.readline() == "done\n"
+        worker.join(10)
+        assert said == ["done\n"]
     finally:
         _finish(workload)
     assert counts[workload.pid] >= 2 * 2000
@@ -193,8 +200,8 @@ def test_followed_pids_and_a_command_are_both_traced():
     # -p PID -- COMMAND: the command joins the followed pids instead of replacing them
     workload = spawn_python("""
         import os, time
-        end = time.monotonic() + 4
-        while time.monotonic() < end:  # stats all through the run, whenever tracing starts
+        end = time.monotonic() + 120
+        while time.monotonic() < end:  # stats all through the run, whenever tracing starts (killed after)
             try:
                 os.stat("/nonexistent/tracewatch-self-filter-test")
             except OSError:
