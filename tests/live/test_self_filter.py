@@ -103,9 +103,8 @@ def test_system_wide_syscalls_leave_our_threads_out(exclude_self, global_state):
     started: dict[str, int] = {}
 
     def late_thread() -> None:
-        # started after tracing began: the reading loop's next scan excludes it.  That scan
-        # runs between batches, so it waits for a busy consumer (numba compiling, a loaded
-        # machine): wait for it, as the kernel's list says, rather than for a fixed time
+        # started after tracing began: the session's scanning thread excludes it within its
+        # interval; wait for that, as the session's list says, rather than for a fixed time
         tid = started["thread"] = threading.get_native_id()
         deadline = time.monotonic() + 30
         while tid not in s.instance._not_traced and exclude_self and time.monotonic() < deadline:
@@ -123,6 +122,7 @@ def test_system_wide_syscalls_leave_our_threads_out(exclude_self, global_state):
         late = threading.Thread(target=late_thread, daemon=True)
         late.start()
         late.join()
+        started["ours_during"] = own_thread_ids()  # the session's scanning thread among them
         started["workload_said"] = workload.stdout.readline()
 
     try:
@@ -142,12 +142,35 @@ def test_system_wide_syscalls_leave_our_threads_out(exclude_self, global_state):
         assert set(ours) | {started["thread"]} <= set(excluded)
         assert started["child"] not in excluded and workload.pid not in excluded
         assert {t: counts[t] for t in ours if counts[t]} == {}, "tracewatch's own threads are in the trace"
+        assert {t: counts[t] for t in started["ours_during"] if counts[t] and t != started["thread"]} == {}
         # its syscalls before the scan found it (a sleep each 0.1 s) may be in; its 2000 stats are not
         assert counts[started["thread"]] < 1000
     else:
         assert excluded == []
         assert counts[os.getpid()] > 0, "the reader's own syscalls should be traced with the opt-out"
         assert counts[started["thread"]] >= 2 * 2000
+
+
+def test_a_thread_started_while_the_consumer_is_busy_is_excluded_all_the_same():
+    # the scans run in a thread of the session's own: a consumer stuck in a handler does not hold them up
+    excluded_while_busy = threading.Event()
+
+    def late_thread() -> None:
+        tid = threading.get_native_id()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and tid not in s.instance._not_traced:
+            time.sleep(0.05)
+        if tid in s.instance.excluded_pids:
+            excluded_while_busy.set()
+
+    def busy_handler() -> None:  # at the first chunk: the consumer waits until the new thread is excluded
+        thread = threading.Thread(target=late_thread, daemon=True)
+        thread.start()
+        thread.join()
+
+    with LiveSession(["raw_syscalls:*"], duration=0.5, buffer_kb=BUFFER_KB) as s:
+        _count_pids(s, during=busy_handler)
+    assert excluded_while_busy.is_set(), "a thread started while the consumer was busy was not excluded"
 
 
 def test_gated_command_and_its_children_are_still_traced():

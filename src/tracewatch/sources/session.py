@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -104,8 +105,8 @@ class LiveSession:
 
     ``exclude_self``: record no events of this process's own threads
     (``set_event_notrace_pid``), those that exist when tracing starts and
-    those started later (looked for every ``self_scan_interval`` seconds while
-    pages come in).  The command, started before, is still traced, and so is,
+    those started later (looked for every ``self_scan_interval`` seconds by a
+    thread of the session's own, itself excluded).  The command, started before, is still traced, and so is,
     system-wide, any child process started later; a thread of ours named in
     ``pids`` is traced as asked.  Where the kernel cannot exclude tasks, a system-wide
     session says so once on stderr.
@@ -142,6 +143,7 @@ class LiveSession:
         self.exclude_self = exclude_self
         self.self_scan_interval = self_scan_interval
         self._self_excluded: bool | None = None  # None: not tried yet; False: the kernel cannot
+        self._scan_lock = threading.Lock()
         self.filter_notes: list[str] = []
         self.command_status: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -247,24 +249,27 @@ class LiveSession:
             self._gate_w = -1
 
     # -- our own threads ----------------------------------------------------
-    def _exclude_own_threads(self) -> None:
+    def _exclude_own_threads(self) -> bool:
         """Put the threads of this process not yet excluded in the instance's notrace list.
 
         Called once before tracing starts, after the gated command was spawned:
         with ``event-fork`` on (a command or ``-p``), a process started by an
         excluded thread would inherit the exclusion, and the command must be
         traced.  The command is a child process, never one of our threads, so
-        it is not in ``own_thread_ids()``.  Called again while reading, for
-        threads started since (a script's); without ``event-fork`` nothing
-        would add those.
+        it is not in ``own_thread_ids()``.  Called again every
+        ``self_scan_interval`` by :class:`_SelfScan`, for threads started since
+        (a script's); without ``event-fork`` nothing would add those.  Returns
+        whether later scans can exclude anything.
         """
-        if not self.exclude_self or self._self_excluded is False:
-            return
-        traced = set(self.pids)
-        self._self_excluded = self.instance.exclude_pids(t for t in own_thread_ids() if t not in traced)
-        if not self._self_excluded and not self.pids and not self.command:
-            print("tracewatch: note: this kernel has no set_event_notrace_pid; tracewatch's own "
-                  "events are in the trace too", file=sys.stderr)
+        with self._scan_lock:  # the first call (reader) and the scanning thread's may overlap
+            if not self.exclude_self or self._self_excluded is False:
+                return False
+            traced = set(self.pids)
+            self._self_excluded = self.instance.exclude_pids(t for t in own_thread_ids() if t not in traced)
+            if not self._self_excluded and not self.pids and not self.command:
+                print("tracewatch: note: this kernel has no set_event_notrace_pid; tracewatch's own "
+                      "events are in the trace too", file=sys.stderr)
+            return self._self_excluded
 
     # -- reading -------------------------------------------------------------
     def stop(self) -> None:
@@ -287,26 +292,30 @@ class LiveSession:
         in_main = _in_main_thread()
         if in_main:
             signal.signal(signal.SIGINT, on_sigint)
+        scan: _SelfScan | None = None
         try:
             try:
                 self.merger.warm_up()
             except Exception:  # noqa: BLE001 - only a warm-up: the first release pays instead
                 pass
+            if self.exclude_self:
+                # started before the first exclusion, so that the scanning thread is excluded too
+                scan = _SelfScan(self._exclude_own_threads, self.self_scan_interval)
             self._exclude_own_threads()
-            next_scan = time.monotonic() + self.self_scan_interval
             self.source.start()
             self._release_command()
             for batch in self.source.batches(self.duration):
                 for tap in self._taps:
                     tap(batch.cpu, batch.pages)
                 yield batch
-                if self._self_excluded and time.monotonic() >= next_scan:
-                    self._exclude_own_threads()
-                    next_scan = time.monotonic() + self.self_scan_interval
+                if scan is not None and scan.error is not None:
+                    raise scan.error
                 if self._proc is not None and not self._stopping and self._proc.poll() is not None:
                     self.command_status = self._proc.returncode
                     self.stop()
         finally:
+            if scan is not None:
+                scan.close()
             if in_main:
                 signal.signal(signal.SIGINT, previous)
             self._reap_command()
@@ -424,12 +433,44 @@ except OSError as e:
 """
 
 
+class _SelfScan:
+    """A thread that puts this process's new threads in the notrace list every ``interval`` seconds.
+
+    ``scan()`` returns whether to go on.  A thread of its own, not the
+    reading loop: that loop runs only when the consumer asks for the next
+    batch, and a busy consumer (a slow handler, numba compiling) would leave
+    a new thread traced until then.  It sleeps between scans, so it never
+    competes for the GIL on the event path.  An error (the kernel refusing a
+    write) ends the scans and is kept in ``error`` for the reading loop to
+    raise.
+    """
+
+    def __init__(self, scan: Callable[[], bool], interval: float) -> None:
+        self._scan = scan
+        self._interval = interval
+        self._done = threading.Event()
+        self.error: CaptureError | None = None
+        self._thread = threading.Thread(target=self._run, name="tracewatch-self-scan", daemon=True)
+        self._thread.start()  # returns once the thread runs: its id is in /proc/self/task
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                if not self._scan():
+                    return  # the kernel cannot exclude tasks: nothing to look for
+            except CaptureError as e:
+                self.error = e
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _read_kallsyms() -> str:
     with open("/proc/kallsyms", encoding="utf-8", errors="replace") as f:
         return f.read()
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
