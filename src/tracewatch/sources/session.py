@@ -387,7 +387,9 @@ class LiveSession:
             rows.append(f"{cpu:>4} {n:>12} {lost[cpu]:>10}")
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_s = ru.ru_utime + ru.ru_stime
-        per_m = f", {cpu_s / self.events_seen * 1e6:.2f} s per million events" if self.events_seen else ""
+        # the CPU time includes start-up (~0.5 s): a rate over fewer events would only measure that
+        per_m = (f", {cpu_s / self.events_seen * 1e6:.2f} s per million events"
+                 if self.events_seen >= 1_000_000 else "")
         text = (f"{self.events_seen} events seen, {sum(max(v, 0) for v in lost.values())} lost "
                 f"({self.source.mode} reader); tracewatch CPU {cpu_s:.2f} s{per_m}\n" + "\n".join(rows))
         if os.environ.get("TRACEWATCH_PROFILE"):
