@@ -173,6 +173,19 @@ def test_a_thread_started_while_the_consumer_is_busy_is_excluded_all_the_same():
     assert excluded_while_busy.is_set(), "a thread started while the consumer was busy was not excluded"
 
 
+def test_no_scanning_thread_outlives_its_session():
+    def scanners() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "tracewatch-self-scan" and t.is_alive()]
+
+    # a long interval: the thread sleeps through the close unless the session stops it
+    with LiveSession(["raw_syscalls:*"], duration=30.0, self_scan_interval=60.0) as s:
+        chunks = s.chunks()
+        next(chunks)  # a consumer that leaves early and keeps its generator
+        assert len(scanners()) == 1
+    assert scanners() == []
+    chunks.close()
+
+
 def test_gated_command_and_its_children_are_still_traced():
     command = ["sh", "-c", "cat /proc/version >/dev/null; cat /proc/version >/dev/null; exit 3"]
     seen: dict[str, object] = {}

@@ -144,6 +144,7 @@ class LiveSession:
         self.self_scan_interval = self_scan_interval
         self._self_excluded: bool | None = None  # None: not tried yet; False: the kernel cannot
         self._scan_lock = threading.Lock()
+        self._scan: _SelfScan | None = None  # while page_batches runs
         self.filter_notes: list[str] = []
         self.command_status: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -292,7 +293,7 @@ class LiveSession:
         in_main = _in_main_thread()
         if in_main:
             signal.signal(signal.SIGINT, on_sigint)
-        scan: _SelfScan | None = None
+        scan = None
         try:
             try:
                 self.merger.warm_up()
@@ -300,7 +301,7 @@ class LiveSession:
                 pass
             if self.exclude_self:
                 # started before the first exclusion, so that the scanning thread is excluded too
-                scan = _SelfScan(self._exclude_own_threads, self.self_scan_interval)
+                scan = self._scan = _SelfScan(self._exclude_own_threads, self.self_scan_interval)
             self._exclude_own_threads()
             self.source.start()
             self._release_command()
@@ -316,6 +317,7 @@ class LiveSession:
         finally:
             if scan is not None:
                 scan.close()
+                self._scan = None
             if in_main:
                 signal.signal(signal.SIGINT, previous)
             self._reap_command()
@@ -409,6 +411,8 @@ class LiveSession:
                     except subprocess.TimeoutExpired:
                         self._proc.kill()
         finally:
+            if self._scan is not None:  # page_batches never finished (its generator was dropped)
+                self._scan.close()
             src = getattr(self, "source", None)
             if src is not None:
                 src.close()
@@ -448,7 +452,7 @@ class _SelfScan:
     """
 
     def __init__(self, scan: Callable[[], bool], interval: float) -> None:
-        self._scan = scan
+        self._step = scan
         self._interval = interval
         self._done = threading.Event()
         self.error: CaptureError | None = None
@@ -458,7 +462,7 @@ class _SelfScan:
     def _run(self) -> None:
         while not self._done.wait(self._interval):
             try:
-                if not self._scan():
+                if not self._step():
                     return  # the kernel cannot exclude tasks: nothing to look for
             except CaptureError as e:
                 self.error = e
