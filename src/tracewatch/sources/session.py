@@ -106,10 +106,11 @@ class LiveSession:
     ``exclude_self``: record no events of this process's own threads
     (``set_event_notrace_pid``), those that exist when tracing starts and
     those started later (looked for every ``self_scan_interval`` seconds by a
-    thread of the session's own, itself excluded).  The command, started before, is still traced, and so is,
-    system-wide, any child process started later; a thread of ours named in
-    ``pids`` is traced as asked.  Where the kernel cannot exclude tasks, a system-wide
-    session says so once on stderr.
+    thread of the session's own, itself excluded).  The command, started
+    before, is still traced, and so is, system-wide, any child process
+    started later; a thread of ours named in ``pids`` is traced as asked.
+    Where the kernel cannot exclude tasks, a system-wide session says so once
+    on stderr.
     """
 
     live = True
