@@ -151,6 +151,25 @@ def test_system_wide_syscalls_leave_our_threads_out(exclude_self, global_state):
         assert counts[started["thread"]] >= 2 * 2000
 
 
+def _steady_load() -> subprocess.Popen:
+    """A child that makes syscalls all through a session (killed after): chunks come however quiet the machine.
+
+    With our own threads excluded, a system-wide session on an idle machine
+    (CI's) can see no event at all, and a test waiting for its first chunk
+    would wait for the session's end.
+    """
+    return spawn_python("""
+        import os, time
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            try:
+                os.stat("/nonexistent/tracewatch-self-filter-test")
+            except OSError:
+                pass
+            time.sleep(0.0005)
+    """)
+
+
 def test_a_thread_started_while_the_consumer_is_busy_is_excluded_all_the_same():
     # the scans run in a thread of the session's own: a consumer stuck in a handler does not hold them up
     excluded_while_busy = threading.Event()
@@ -163,13 +182,20 @@ def test_a_thread_started_while_the_consumer_is_busy_is_excluded_all_the_same():
         if tid in s.instance.excluded_pids:
             excluded_while_busy.set()
 
-    def busy_handler() -> None:  # at the first chunk: the consumer waits until the new thread is excluded
-        thread = threading.Thread(target=late_thread, daemon=True)
-        thread.start()
-        thread.join()
-
-    with LiveSession(["raw_syscalls:*"], duration=0.5, buffer_kb=BUFFER_KB) as s:
-        _count_pids(s, during=busy_handler)
+    load = _steady_load()
+    try:
+        # the duration is only a backstop: the consumer stops the session after its busy first chunk
+        with LiveSession(["raw_syscalls:*"], duration=60.0, buffer_kb=BUFFER_KB) as s:
+            chunks = s.chunks()
+            next(chunks)  # the first chunk: the reading loop is still running, and waits for this consumer
+            thread = threading.Thread(target=late_thread, daemon=True)
+            thread.start()
+            thread.join()
+            s.stop()
+            for _chunk in chunks:  # what was left
+                pass
+    finally:
+        _finish(load)
     assert excluded_while_busy.is_set(), "a thread started while the consumer was busy was not excluded"
 
 
@@ -177,13 +203,17 @@ def test_no_scanning_thread_outlives_its_session():
     def scanners() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name == "tracewatch-self-scan" and t.is_alive()]
 
-    # a long interval: the thread sleeps through the close unless the session stops it
-    with LiveSession(["raw_syscalls:*"], duration=30.0, self_scan_interval=60.0) as s:
-        chunks = s.chunks()
-        next(chunks)  # a consumer that leaves early and keeps its generator
-        assert len(scanners()) == 1
-    assert scanners() == []
-    chunks.close()
+    load = _steady_load()
+    try:
+        # a long interval: the thread sleeps through the close unless the session stops it
+        with LiveSession(["raw_syscalls:*"], duration=60.0, self_scan_interval=60.0) as s:
+            chunks = s.chunks()
+            next(chunks)  # a consumer that leaves early and keeps its generator
+            assert len(scanners()) == 1
+        assert scanners() == []
+        chunks.close()
+    finally:
+        _finish(load)
 
 
 def test_gated_command_and_its_children_are_still_traced():
