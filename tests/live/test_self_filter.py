@@ -264,16 +264,7 @@ def test_followed_pids_still_traced_and_one_of_ours_named_is_traced_as_asked():
 
 def test_followed_pids_and_a_command_are_both_traced():
     # -p PID -- COMMAND: the command joins the followed pids instead of replacing them
-    workload = spawn_python("""
-        import os, time
-        end = time.monotonic() + 120
-        while time.monotonic() < end:  # stats all through the run, whenever tracing starts (killed after)
-            try:
-                os.stat("/nonexistent/tracewatch-self-filter-test")
-            except OSError:
-                pass
-            time.sleep(0.0005)
-    """)
+    workload = _steady_load()  # stats all through the run, whenever tracing starts
     command = ["sh", "-c", "sleep 1; cat /proc/version >/dev/null"]
     gate: dict[str, int] = {}
 
