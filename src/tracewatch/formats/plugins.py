@@ -26,7 +26,6 @@ the field as an unsigned number of its size, and the handlers' ``%lld`` /
 
 from __future__ import annotations
 
-import bisect
 from typing import Callable, Protocol
 
 from .event_format import EventFormat, Field
@@ -61,21 +60,10 @@ class EventRenderer(Protocol):
 
 
 def find_function(symbols: TraceSymbols, addr: int) -> tuple[str, int] | None:
-    """The kernel function ``addr`` falls in, as libtraceevent's ``find_func`` decides.
-
-    Returns ``(name, start address)`` or None.  An address matches a symbol
-    exactly, or lies strictly between a symbol and the next one; an address past
-    the last symbol matches nothing (libtraceevent ends its table with a
-    sentinel), which is why trace.dat files carry "the next symbol" too.
-    """
-    addrs = symbols.kallsyms.addrs
-    i = bisect.bisect_right(addrs, addr) - 1
-    if i < 0:
-        return None
-    start = addrs[i]
-    if start == addr or i + 1 < len(addrs):
-        return symbols.kallsyms.names[i], start
-    return None
+    """The kernel function ``addr`` falls in, as libtraceevent's ``find_func`` decides:
+    ``(name, start address)`` or None (``KernelSymbols.lookup`` holds the rules)."""
+    hit = symbols.kallsyms.lookup(addr)
+    return None if hit is None else (hit[0], hit[2])
 
 
 def _read_unsigned(payload: bytes, f: Field, little: bool = True) -> int:

@@ -39,6 +39,7 @@ class KernelSymbols:
         #: does not treat absolute ("A"/"a") symbols as functions
         self._kinds = kinds or []
         self._text_source = text_source
+        self._function_table: tuple[list[int], list[str]] | None = None
 
     @classmethod
     def deferred(cls, text_source: Callable[[], str]) -> "KernelSymbols":
@@ -55,6 +56,7 @@ class KernelSymbols:
             parsed = KernelSymbols.parse(text)
             self._addrs, self._names, self._modules, self._kinds = (
                 parsed._addrs, parsed._names, parsed._modules, parsed._kinds)
+            self._function_table = None
 
     @property
     def addrs(self) -> list[int]:
@@ -90,7 +92,11 @@ class KernelSymbols:
                 continue
             mod = parts[3].strip("[]") if len(parts) > 3 else None
             rows.append((addr, parts[2], mod, parts[1]))
-        # A stable sort keeps the file's order among equal addresses, as libtraceevent does
+        # libtraceevent keeps its symbols in a list that each new line is pushed onto (so the
+        # file's order reversed), then sorts it with glibc's qsort, a stable merge sort here:
+        # among symbols at one address the last line of the file comes first.  Lookups depend
+        # on that order (see lookup), so it is kept.
+        rows.reverse()
         rows.sort(key=lambda r: r[0])
         return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
 
@@ -98,17 +104,59 @@ class KernelSymbols:
         return len(self.addrs)
 
     def lookup(self, addr: int) -> tuple[str, int, int] | None:
-        """The symbol containing ``addr``: (name, offset into it, symbol address), or None."""
-        i = bisect.bisect_right(self.addrs, addr) - 1
+        """The symbol containing ``addr``: (name, offset into it, symbol address), or None.
+
+        The symbol libtraceevent's ``tep_find_function`` names, aliases included: it runs
+        glibc's ``bsearch`` with a comparison that matches an address equal to a symbol's,
+        or inside ``[symbol, next symbol)``.  Inside a symbol only the last of several
+        symbols at one address has a non-empty range (the first line of the file: ``__do_softirq``
+        before ``__softirqentry_text_start``); an exact address matches whichever of them the
+        search probes first; past the last symbol nothing matches.
+        """
+        addrs, names = self._functions()
+        i = bisect.bisect_right(addrs, addr) - 1
         if i < 0:
             return None
-        return self.names[i], addr - self.addrs[i], self.addrs[i]
+        if addrs[i] != addr:
+            if i + 1 == len(addrs):
+                return None  # libtraceevent's end marker has address 0: no range after the last symbol
+            return names[i], addr - addrs[i], addrs[i]
+        return names[self._bsearch_exact(addrs, addr)], 0, addr
+
+    def _functions(self) -> tuple[list[int], list[str]]:
+        """The symbols libtraceevent searches: not absolute ('A'/'a'), not ARM's '$' mapping symbols."""
+        if self._function_table is None:
+            kinds = self.kinds
+            keep = [i for i, name in enumerate(self.names)
+                    if not name.startswith("$") and (i >= len(kinds) or kinds[i] not in ("A", "a"))]
+            if len(keep) == len(self.names):
+                self._function_table = (self.addrs, self.names)
+            else:
+                self._function_table = ([self.addrs[i] for i in keep], [self.names[i] for i in keep])
+        return self._function_table
+
+    @staticmethod
+    def _bsearch_exact(addrs: list[int], addr: int) -> int:
+        """The index glibc's bsearch stops at for a key equal to some symbols' address."""
+        lo, hi = 0, len(addrs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            a = addrs[mid]
+            if a == addr:
+                return mid
+            if addr < a:
+                hi = mid
+            elif mid + 1 < len(addrs) and addr < addrs[mid + 1]:
+                return mid  # inside [a, next): cannot happen for an exact key, kept for clarity
+            else:
+                lo = mid + 1
+        raise AssertionError("an exact address was not found")  # pragma: no cover
 
     def exact(self, addr: int) -> str | None:
         """The name of the symbol that starts exactly at ``addr``."""
         i = bisect.bisect_left(self.addrs, addr)
         if i < len(self.addrs) and self.addrs[i] == addr:
-            return self.names[i]
+            return self.names[self._bsearch_exact(self.addrs, addr)]
         return None
 
 
