@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tracewatch.formats.event_format import parse_event_format
-from tracewatch.formats.print_fmt import PrintFormat
+from tracewatch.formats.printfmt import PrintFormat
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
 
 DAT_FILES = {

@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import FIXTURES
 from tracewatch.errors import TraceFormatError
 from tracewatch.formats.event_format import EventFormat, parse_event_format
-from tracewatch.formats.print_fmt import PrintFormat, PrintFormatError, _c_int, _CSpec
+from tracewatch.formats.printfmt import PrintFormat, PrintFormatError
+from tracewatch.formats.printfmt._cprintf import _c_int, _CSpec
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
 
 EVENTS = FIXTURES / "raw-pages" / "events"

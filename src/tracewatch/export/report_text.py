@@ -12,7 +12,8 @@ preceded by ``CPU:N [EVENTS DROPPED]`` lines when the ring buffer lost events.
 
 The -R field list is libtraceevent's ``tep_print_fields``: each field that the
 print fmt passes plainly (``REC->field``, perhaps behind a cast) is printed with
-that conversion of the print fmt, the others "raw" (decimal, ``0x`` for longs
+that conversion of the print fmt (its segments, as ``formats.printfmt`` cuts
+them for the formatted report too), the others "raw" (decimal, ``0x`` for longs
 and pointers, strings, ``ARRAY[..]`` hex bytes).  Which conversion a field gets
 depends only on the event format, so :class:`ReportFormatter` compiles, per
 event type, one ``%`` format string and one ``struct`` unpacker: a -R line is
@@ -33,6 +34,7 @@ import numpy as np
 
 from ..formats.event_format import EventFormat, Field
 from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
+from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_TEXT, PrintFormat, Segment
 from ..formats.symbols import TraceSymbols
 from ..stream.batch import gather_rows
 
@@ -40,8 +42,6 @@ __all__ = [
     "ReportFormatter",
     "report_lines",
     "timestamps_in_usecs",
-    "PrintFmtPiece",
-    "split_print_fmt",
     "write_report",
 ]
 
@@ -65,224 +65,6 @@ def timestamps_in_usecs(trace_clock: str | None) -> bool:
 def _name_column(name: str) -> str:
     """``" %s: "`` then spaces so names shorter than 20 characters line up."""
     return f" {name}: " + " " * max(0, _NAME_COLUMN - len(name.encode("utf-8", "surrogateescape")))
-
-
-# ---------------------------------------------------------------------------
-# The print fmt as libtraceevent's parse_args cuts it: literal pieces and one
-# piece per conversion, each conversion holding the text of its argument.
-
-
-@dataclass
-class PrintFmtPiece:
-    """One element of libtraceevent's ``print_cache`` list.
-
-    ``kind`` is "string" (literal ``text``), "digit" (d i u x X o c), "pointer"
-    (``%p`` and its suffix letters) or "str" (``%s``).  ``arg`` is the argument
-    text, ``ls`` the length modifier count (-2 hh .. 2 ll), ``width_arg`` true
-    for ``*`` widths (which take an argument of their own).
-    """
-
-    kind: str
-    text: str
-    arg: str | None = None
-    ls: int = 0
-    width_arg: bool = False
-
-
-def _split_args(text: str) -> list[str]:
-    """Split the argument list of a print fmt at its top-level commas."""
-    args: list[str] = []
-    depth = 0
-    start = 0
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch in "\"'":
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if text[j] == "\\" else 1
-            i = j
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    tail = text[start:].strip()
-    if tail:
-        args.append(tail)
-    return args
-
-
-def _split_format_and_args(print_fmt: str) -> tuple[str, list[str]]:
-    """The format string (adjacent literals joined, escapes kept) and the argument texts."""
-    i, n = 0, len(print_fmt)
-    parts: list[str] = []
-    while True:
-        while i < n and print_fmt[i].isspace():
-            i += 1
-        if i >= n or print_fmt[i] != '"':
-            break
-        j = i + 1
-        while j < n and print_fmt[j] != '"':
-            j += 2 if print_fmt[j] == "\\" else 1
-        parts.append(print_fmt[i + 1 : j])
-        i = j + 1
-    rest = print_fmt[i:].strip()
-    if rest.startswith(","):
-        rest = rest[1:]
-    return "".join(parts), _split_args(rest)
-
-
-_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-
-
-def _pointer_suffix_length(fmt: str) -> int:
-    """How many letters after ``%p`` belong to the conversion (parse_arg_format_pointer)."""
-    if not fmt:
-        return 0
-    c = fmt[0]
-    nxt = fmt[1] if len(fmt) > 1 else ""
-    if c in "FSfs":
-        return 1
-    if c in "Mm":
-        return 2 if nxt in "RF" else 1
-    if c in "Ii":
-        ret = 0
-        index = 2
-        if nxt == "S":
-            while index < len(fmt) and fmt[index] in "pfs":
-                ret += 1
-                index += 1
-        if nxt in ("S", "4"):
-            if index < len(fmt) and fmt[index] in "hnlb":
-                ret += 1
-                index += 1
-            if nxt == "4":
-                return ret + 2
-        if nxt in ("S", "6"):
-            if index < len(fmt) and fmt[index] == "c":
-                ret += 1
-            ret += 1
-        return ret + 1
-    if c == "U":
-        return 2 if nxt in "LlBb" else 1
-    if c == "h":
-        return 2 if nxt in "CDN" else 1
-    return 0
-
-
-def split_print_fmt(print_fmt: str) -> list[PrintFmtPiece]:
-    """Cut a print fmt into the pieces libtraceevent's ``parse_args`` makes."""
-    fmt, args = _split_format_and_args(print_fmt)
-    arg_iter = iter(args)
-    pieces: list[PrintFmtPiece] = []
-    i, n = 0, len(fmt)
-    while i < n:
-        if fmt[i] == "%" and fmt[i + 1 : i + 2] != "%":
-            j = i + 1
-            ls = 0
-            width_arg = False
-            piece = None
-            while j < n:
-                c = fmt[j]
-                if c == "h":
-                    ls -= 1
-                elif c == "l":
-                    ls += 1
-                elif c == "L":
-                    ls = 2
-                elif c in "zZ":
-                    ls = 1
-                elif c in "#.-+0123456789":
-                    pass
-                elif c == "*":
-                    width_arg = True
-                    next(arg_iter, None)
-                elif c == "p":
-                    j += _pointer_suffix_length(fmt[j + 1 :])
-                    piece = PrintFmtPiece("pointer", fmt[i : j + 1], next(arg_iter, None), ls, width_arg)
-                elif c in "cduixXo":
-                    piece = PrintFmtPiece("digit", fmt[i : j + 1], next(arg_iter, None), ls, width_arg)
-                elif c == "s":
-                    piece = PrintFmtPiece("str", fmt[i : j + 1], next(arg_iter, None), 0, width_arg)
-                else:
-                    piece = PrintFmtPiece("string", f">{c}<")
-                if piece is not None:
-                    break
-                j += 1
-            if piece is None:  # the format ended inside a conversion
-                break
-            pieces.append(piece)
-            i = j + 1
-            continue
-        # a literal run, up to the next conversion
-        out = []
-        while i < n:
-            c = fmt[i]
-            if c == "\\" and i + 1 < n:
-                out.append(_C_ESCAPES.get(fmt[i + 1], fmt[i + 1]))
-                i += 2
-                continue
-            if c == "%":
-                if fmt[i + 1 : i + 2] == "%":
-                    out.append("%")
-                    i += 2
-                    continue
-                break
-            out.append(c)
-            i += 1
-        pieces.append(PrintFmtPiece("string", "".join(out)))
-    return pieces
-
-
-_CAST_RE = re.compile(r"^\(\s*([A-Za-z_][A-Za-z0-9_ ]*?\s*\**)\s*\)\s*(.+)$", re.S)
-_FIELD_ARG_RE = re.compile(r"^REC\s*->\s*([A-Za-z_][A-Za-z0-9_]*)$")
-# eval_type_str: a cast to one of these keeps only the low bytes of the value
-_CAST_MASK_BYTES = {"u8": 1, "s8": 1, "u16": 2, "s16": 2, "u32": 4, "s32": 4, "char": 1, "short": 2, "int": 4}
-
-
-def _plain_field_arg(arg: str | None) -> tuple[str, int] | None:
-    """``(field name, bytes kept by casts)`` when ``arg`` is ``REC->name`` behind casts/parens.
-
-    libtraceevent matches a field to a conversion only for such arguments
-    (``TEP_PRINT_FIELD``, possibly inside ``TEP_PRINT_TYPE`` casts).
-    """
-    if arg is None:
-        return None
-    text = arg.strip()
-    keep = 8
-    while True:
-        m = _FIELD_ARG_RE.match(text)
-        if m:
-            return m.group(1), keep
-        m = _CAST_RE.match(text)
-        if m and "->" not in m.group(1):
-            ctype = " ".join(m.group(1).split())
-            if not ctype.endswith("*"):
-                base = ctype[len("unsigned ") :] if ctype.startswith("unsigned ") else ctype
-                keep = min(keep, _CAST_MASK_BYTES.get(base, 8))
-            text = m.group(2).strip()
-            continue
-        if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
-            text = text[1:-1].strip()
-            continue
-        return None
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
 
 
 # ---------------------------------------------------------------------------
@@ -410,7 +192,7 @@ def _raw_scalar(f: Field, little: bool) -> _Direct | _Computed:
     return _Direct(unsigned, f.offset, "0x%x" if _is_long(f) else "%d")
 
 
-def _digit_conversion(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -> _Direct | _Computed:
+def _digit_conversion(f: Field, segment: Segment, keep: int, little: bool) -> _Direct | _Computed:
     """A field printed with the print fmt's integer conversion (print_arg_number).
 
     libtraceevent reads the field unsigned, masks it for casts, converts it to
@@ -418,13 +200,13 @@ def _digit_conversion(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -
     ``min(field, cast, modifier)`` bytes with the conversion's signedness gives
     the same number, so most of these stay a struct read.
     """
-    spec = piece.text
+    spec = segment.spec
     conv = spec[-1]
     size = f.size
-    if size not in _INT_CODE or piece.width_arg or conv in "co" or "#" in spec or " " in spec[1:-1]:
-        return _Computed(_c_printf_computed(f, piece, keep, little))
+    if size not in _INT_CODE or segment.star is not None or conv == "o" or "#" in spec:
+        return _Computed(_c_printf_computed(f, segment, keep, little))
     signed_conv = conv in "di"
-    modifier_bytes = _LS_BYTES.get(piece.ls, 8)
+    modifier_bytes = _LS_BYTES.get(segment.ls, 8)
     width = min(size, keep)
     if modifier_bytes < width:
         width, signed = modifier_bytes, signed_conv
@@ -441,19 +223,17 @@ def _digit_conversion(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -
     return _Direct(code, offset, pyfmt)
 
 
-def _c_printf_computed(f: Field, piece: PrintFmtPiece, keep: int, little: bool) -> Callable[[bytes, bytes], str]:
-    """The rare integer conversions Python's % does not share with C (%c, %#x of 0, %#o, *)."""
-    spec = _LENGTH_MODIFIERS.sub("", piece.text)
+def _c_printf_computed(f: Field, segment: Segment, keep: int, little: bool) -> Callable[[bytes, bytes], str]:
+    """The rare integer conversions Python's % does not share with C (%#x of 0, %#o, *)."""
+    spec = _LENGTH_MODIFIERS.sub("", segment.spec)
     conv = spec[-1]
-    bits = 8 * min(f.size or 8, keep, _LS_BYTES.get(piece.ls, 8))
+    bits = 8 * min(f.size or 8, keep, _LS_BYTES.get(segment.ls, 8))
     order = "little" if little else "big"
 
     def fn(payload: bytes, after: bytes) -> str:
         value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
         if conv in "di" and value >> (bits - 1):
             value -= 1 << bits
-        if conv == "c":
-            return chr(value & 0xFF)
         py = spec.replace("*", "").replace("u", "d").replace("i", "d")
         if "#" in py and (value == 0 or conv == "o"):
             # C: "%#x" of 0 is "0" and "%#o" prefixes a plain "0" (Python writes "0x0", "0o")
@@ -465,7 +245,7 @@ def _c_printf_computed(f: Field, piece: PrintFmtPiece, keep: int, little: bool) 
     return fn
 
 
-def _pointer_conversion(f: Field, piece: PrintFmtPiece, keep: int, symbols: TraceSymbols) -> _Direct | _Computed:
+def _pointer_conversion(f: Field, segment: Segment, keep: int, symbols: TraceSymbols) -> _Direct | _Computed:
     """``%p`` (glibc: ``(nil)`` or ``0x..``) and ``%ps``/``%pS`` (function names).
 
     The pointer is a struct read; its text comes from a converter that, for
@@ -473,7 +253,7 @@ def _pointer_conversion(f: Field, piece: PrintFmtPiece, keep: int, symbols: Trac
     """
     if f.size not in _INT_CODE:
         return _Computed(lambda payload, after: "(nil)")
-    suffix = piece.text[piece.text.index("p") + 1 :][:1]
+    suffix = segment.spec[segment.spec.index("p") + 1 :][:1]
     mask = (1 << (8 * min(f.size, keep))) - 1
     code = _INT_CODE[f.size].upper()
 
@@ -503,15 +283,24 @@ def _pointer_conversion(f: Field, piece: PrintFmtPiece, keep: int, symbols: Trac
     return _Direct(code, f.offset, "%s", plain_pointer)
 
 
+def _print_segments(fmt: EventFormat, symbols: TraceSymbols) -> list[Segment]:
+    """The print fmt's segments (the formatted report's own split), [] when libtraceevent
+    cannot use it: then every field prints raw."""
+    if not fmt.print_fmt:
+        return []
+    parsed = PrintFormat.parse(fmt, long_size=symbols.long_size, little_endian=symbols.little_endian)
+    return parsed.segments or []
+
+
 class _RawEventPlan:
     """The compiled -R printer of one event type."""
 
     def __init__(self, fmt: EventFormat, symbols: TraceSymbols):
         little = symbols.little_endian
-        pieces = split_print_fmt(fmt.print_fmt)
+        segments = _print_segments(fmt, symbols)
         slots: list[tuple[str, _Direct | _Computed]] = []
         # print_selected_fields: the search for a field's conversion starts after the
-        # previous field's match and wraps around; once a match was the last piece
+        # previous field's match and wraps around; once a match was the last segment
         # the position is "nothing" and every later field prints raw.
         position: int | None = 0
         for f in fmt.event_fields:
@@ -521,40 +310,39 @@ class _RawEventPlan:
                 printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes)
             elif _is_array(f):
                 printer = _Computed(_ArrayPrinter(f, little))
-            elif position is not None and pieces:
-                found = self._find_piece(pieces, position, f.name)
+            elif position is not None and segments:
+                found = self._find_segment(segments, position, f.name)
                 if found is not None:
-                    index, prefix_0x = found
-                    piece = pieces[index]
-                    keep = _plain_field_arg(piece.arg)[1]  # type: ignore[index]
-                    if piece.kind == "digit":
-                        printer = _digit_conversion(f, piece, keep, little)
-                    elif piece.kind == "pointer":
-                        printer = _pointer_conversion(f, piece, keep, symbols)
+                    index, keep, prefix_0x = found
+                    segment = segments[index]
+                    if segment.kind == SEG_NUMBER:
+                        printer = _digit_conversion(f, segment, keep, little)
+                    elif segment.kind == SEG_POINTER:
+                        printer = _pointer_conversion(f, segment, keep, symbols)
                     if printer is not None and prefix_0x:
                         printer = _prefixed(printer, "0x")
-                    position = index + 1 if index + 1 < len(pieces) else None
+                    position = index + 1 if index + 1 < len(segments) else None
             if printer is None:
                 printer = _raw_scalar(f, little)
             slots.append((f.name, printer))
         self._compile(fmt, slots, little)
 
     @staticmethod
-    def _find_piece(pieces: list[PrintFmtPiece], start: int, name: str) -> tuple[int, bool] | None:
-        """print_field's search: (piece index, literal before it ends in "0x")."""
+    def _find_segment(segments: list[Segment], start: int, name: str) -> tuple[int, int, bool] | None:
+        """print_field's search: (segment index, bytes its casts keep, literal before it ends in "0x")."""
         has_0x = False
-        n = len(pieces)
+        n = len(segments)
         for step in range(n):
             i = (start + step) % n
-            piece = pieces[i]
-            if piece.kind == "string":
-                has_0x = len(piece.text) > 1 and piece.text.endswith("0x")
+            segment = segments[i]
+            if segment.kind == SEG_TEXT:
+                has_0x = len(segment.spec) > 1 and segment.spec.endswith("0x")
                 continue
-            plain = _plain_field_arg(piece.arg)
+            plain = segment.plain_field()
             if plain is None or plain[0] != name:
                 has_0x = False
                 continue
-            return i, has_0x
+            return i, plain[1], has_0x
         return None
 
     def _compile(self, fmt: EventFormat, slots: list[tuple[str, _Direct | _Computed]], little: bool) -> None:

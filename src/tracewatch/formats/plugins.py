@@ -387,8 +387,8 @@ def plugin_renderer(fmt: EventFormat) -> PluginRenderer | None:
 
 
 def _print_fmt_renderer(fmt: EventFormat):
-    """The generic renderer (formats/print_fmt.py), imported late: it is a sibling module."""
-    from .print_fmt import PrintFormat  # noqa: PLC0415
+    """The generic renderer (formats/printfmt/), imported late: it is a sibling package."""
+    from .printfmt import PrintFormat  # noqa: PLC0415
 
     return PrintFormat.parse(fmt)
 

@@ -8,7 +8,7 @@ and calls the script's ``define_flag_field`` / ``define_flag_value`` /
 ``__print_symbolic(field, { value, "name" }, ...)`` table, so that
 ``Core.flag_str`` and ``Core.symbol_str`` can name values later.
 
-``tracewatch.formats.print_fmt`` does not expose its parse tree, so this module
+``tracewatch.formats.printfmt`` does not expose its parse tree, so this module
 has its own small parser for the argument list.  It reproduces what perf's walk
 does, including two habits scripts can observe:
 
