@@ -7,7 +7,12 @@ Three oracles, from strongest to broadest:
 * the stored ``X.dat.report.txt`` (plugins on): every record of an event no
   plugin handles must equal ours;
 * libtraceevent itself through ctypes, on hand-built formats and payloads that
-  exercise the expression and conversion rules (skipped without the library).
+  exercise the expression and conversion rules, formatted and as ``report -R``
+  fields (skipped without the library);
+* trace-cmd itself on a hand-built trace.dat, for ``%L``: libtraceevent 1.7.1
+  passes an int where printf reads 64 bits, so what it prints depends on the
+  calling process (through ctypes the low 32 bits, in trace-cmd the whole value);
+* the stored ``trace-cmd report [-R]`` of a 32-bit ARM trace (third-party/).
 
 Matching report lines to records: trace-cmd prints ``<header> name: <pad>info``
 where the pad makes ``name: `` 22 columns, and removes one trailing newline
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES
+from tracewatch.export.report_text import ReportFormatter, report_lines
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.printfmt import PrintFormat
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
@@ -151,21 +159,22 @@ class _TepRecord(ctypes.Structure):
 class LibTraceEvent:
     """Just enough of libtraceevent to render one record of one format."""
 
-    def __init__(self, kallsyms: str = "", printk: str = "") -> None:
+    def __init__(self, kallsyms: str = "", printk: str = "", long_size: int = 8) -> None:
         name = ctypes.util.find_library("traceevent")
         if name is None:
             raise OSError("libtraceevent not found")
         self.lib = lib = ctypes.CDLL(name)
         lib.tep_alloc.restype = ctypes.c_void_p
         self.tep = ctypes.c_void_p(lib.tep_alloc())
-        lib.tep_set_long_size(self.tep, 8)
+        lib.tep_set_long_size(self.tep, long_size)
         if kallsyms:
             lib.tep_parse_kallsyms(self.tep, kallsyms.encode())
         if printk:
             lib.tep_parse_printk_formats(self.tep, printk.encode())
         self.next_id = 100
 
-    def render(self, format_text: str, payload: bytes) -> bytes:
+    def render(self, format_text: str, payload: bytes, what: bytes = b"INFO") -> bytes:
+        """``what``: b"INFO" (the print fmt text) or b"INFO_RAW" (the fields as ``report -R``)."""
         buf = format_text.encode("utf-8", "surrogateescape")
         rc = self.lib.tep_parse_event(self.tep, buf, len(buf), b"test")
         if rc not in (0, -1) and rc < -100000:  # only allocation failures matter here
@@ -176,7 +185,7 @@ class LibTraceEvent:
         rec.data = ctypes.cast(data, ctypes.c_void_p)
         seq = _TraceSeq()
         self.lib.trace_seq_init(ctypes.byref(seq))
-        self.lib.tep_print_event(self.tep, ctypes.byref(seq), ctypes.byref(rec), b"%s", b"INFO")
+        self.lib.tep_print_event(self.tep, ctypes.byref(seq), ctypes.byref(rec), b"%s", what)
         self.lib.trace_seq_terminate(ctypes.byref(seq))
         out = ctypes.string_at(seq.buffer, seq.len)
         self.lib.trace_seq_destroy(ctypes.byref(seq))
@@ -267,11 +276,10 @@ SYNTH_PRINT_FMTS = [
     '"%s %d", REC->ptr, __builtin_expect(REC->a, 0)',
     '"%d %d", 5 - 3 - 1, 2 * 3 + 4',
     '"%u", (REC->b & ((((0x01 | 0x02) + 1) << 1) - 1))',
-    # libtraceevent 1.7 specifics: no %c, no '+'/' ' flags, 'L' keeps the int cast
+    # libtraceevent 1.7 specifics: no %c (it takes no argument), no '+'/' ' flags
+    # (%L: see test_L_length_modifier_matches_trace_cmd)
     '"%c|%3c|%-3c|", REC->ch, REC->ch, REC->ch',
     '"% d|%+d|%#x|%#o|%0#8x|", REC->a, REC->a, REC->b, REC->b, REC->b',
-    # (not "%Ld": libtraceevent 1.7 passes an int where printf reads 64 bits, the
-    # upper half is whatever the register held, so it is not reproducible)
     '"%hhd %hhx %hd %lld %zu %zd %jd", REC->a, REC->a, REC->a, REC->c, REC->c, REC->c, REC->c',
     '"%s|%s|%s|%s", __print_array(REC->comm, 4, 1), __print_array(REC->comm, 2, 2), __print_array(REC->comm, 2, 3), __print_array(__get_dynamic_array(blob), 3, 1)',
     '"%10p|%-5pS|%5s|", REC->ptr, REC->ptr, REC->comm',
@@ -300,6 +308,130 @@ def test_synthetic_formats_match_libtraceevent(libtraceevent: LibTraceEvent, ind
     fmt = parse_event_format(text, "test")
     symbols = TraceSymbols(kallsyms=KernelSymbols.parse(KALLSYMS))
     ours = PrintFormat.parse(fmt).render(payload, symbols).encode("utf-8", "surrogateescape")
+    assert ours == expected
+
+
+@pytest.mark.parametrize("index", range(len(SYNTH_PRINT_FMTS)))
+def test_synthetic_formats_raw_fields_match_libtraceevent(libtraceevent: LibTraceEvent, index: int) -> None:
+    # report -R: each field printed with the conversion of the segment it is passed to
+    event_id = 300 + index
+    text = f"name: synthraw{index}\nID: {event_id}\nformat:\n{HEADER}{SYNTH_FIELDS}\nprint fmt: {SYNTH_PRINT_FMTS[index]}\n"
+    payload = synth_payload(event_id)
+    expected = libtraceevent.render(text, payload, b"INFO_RAW")
+    fmt = parse_event_format(text, "test")
+    symbols = TraceSymbols(kallsyms=KernelSymbols.parse(KALLSYMS))
+    ours = ReportFormatter(symbols, {event_id: fmt}, raw=True).raw_fields(payload, fmt)
+    assert ours.encode("utf-8", "surrogateescape") == expected
+
+
+# 64-bit values, a char and an int, for the length modifiers on 32- and 64-bit traces
+WIDE_FIELDS = """
+\tfield:u64 big;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:s64 neg;\toffset:16;\tsize:8;\tsigned:1;
+\tfield:char ch;\toffset:24;\tsize:1;\tsigned:1;
+\tfield:int i;\toffset:28;\tsize:4;\tsigned:1;
+"""
+WIDE_VALUES = (1129872934808, -1129872934808, 65, -3)  # big does not fit 32 bits
+
+
+def wide_payload(event_id: int) -> bytes:
+    return struct.pack("<HBBiQqbxxxi", event_id, 0, 0, 1, *WIDE_VALUES)
+
+
+LENGTH_PRINT_FMTS = [
+    # %c is text (">c<") and takes no argument: REC->ch goes to %d, ch prints raw with -R
+    '"c=%c|%3c| i=%d", REC->ch, REC->ch, REC->i',
+    '"llu=%llu lld=%lld llx=%llx", REC->big, REC->neg, REC->big',
+    '"llu=%llu lld=%lld", REC->i, REC->i',
+    '"lu=%lu ld=%ld lx=%lx", REC->big, REC->neg, REC->big',
+    '"u=%u d=%d x=%x hhd=%hhd", REC->big, REC->neg, REC->big, REC->i',
+    '"%llu %lu %u", (unsigned long long)REC->big, (unsigned long)REC->big, (unsigned int)REC->neg',
+    '"a=%+d b=%x", REC->i, REC->big',
+]
+
+
+@pytest.mark.parametrize("long_size", [4, 8])
+@pytest.mark.parametrize("what", [b"INFO", b"INFO_RAW"], ids=["report", "report-R"])
+@pytest.mark.parametrize("index", range(len(LENGTH_PRINT_FMTS)))
+def test_length_modifiers_match_libtraceevent(index: int, what: bytes, long_size: int) -> None:
+    try:
+        lib = LibTraceEvent(long_size=long_size)
+    except OSError as e:
+        pytest.skip(str(e))
+    event_id = 400 + index
+    text = f"name: wide{index}\nID: {event_id}\nformat:\n{HEADER}{WIDE_FIELDS}\nprint fmt: {LENGTH_PRINT_FMTS[index]}\n"
+    payload = wide_payload(event_id)
+    expected = lib.render(text, payload, what)
+    fmt = parse_event_format(text, "test")
+    symbols = TraceSymbols(long_size=long_size)
+    if what == b"INFO":
+        ours = PrintFormat.parse(fmt, long_size=long_size).render(payload, symbols)
+    else:
+        ours = ReportFormatter(symbols, {event_id: fmt}, raw=True).raw_fields(payload, fmt)
+    assert ours.encode() == expected
+
+
+L_PRINT_FMTS = [
+    '"Lu=%Lu", REC->big',
+    '"Lu=%Lu", (unsigned long long)REC->big',
+    '"Ld=%Ld Ld=%Ld", REC->neg, (long long)REC->neg',
+    '"Lu=%Lu Ld=%Ld", REC->i, REC->i',
+    '"Lx=%Lx|%5Ld|%-14Lx|%#Lx", (unsigned long long)REC->big, REC->i, REC->big, REC->big',
+    '"Lu=%Lu", (unsigned int)REC->big',
+    '"llu=%llu Lu=%Lu d=%d", REC->big, REC->big, REC->i',
+]
+
+
+def _trace_cmd_text(path: Path, raw: bool) -> str:
+    done = subprocess.run([TRACE_CMD, "report", *(["-R"] if raw else []), str(path)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.skipif(TRACE_CMD is None, reason="trace-cmd is not installed")
+@pytest.mark.parametrize("long_size", [4, 8])
+def test_L_length_modifier_matches_trace_cmd(tmp_path: Path, long_size: int) -> None:
+    # %L is long long in trace-cmd's output (the whole 64-bit value), report and -R alike
+    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+    from tracewatch.testing.page_builder import PageBuilder
+
+    base_file = DAT_FILES["e_mixed"]
+    if not base_file.exists():
+        pytest.skip(f"{base_file} missing")
+    base = TraceMeta.from_reader(_reader(base_file))
+    texts, pages = [], PageBuilder()
+    for n, print_fmt in enumerate(L_PRINT_FMTS):
+        event_id = 900 + n
+        texts.append(f"name: wide{n}\nID: {event_id}\nformat:\n{HEADER}{WIDE_FIELDS}\nprint fmt: {print_fmt}\n")
+        pages.add(1000 * (n + 1), wide_payload(event_id))
+    meta = dataclasses.replace(base, event_formats={"test": texts}, long_size=long_size, cpustats={})
+    path = tmp_path / f"wide{long_size}.dat"
+    write_tracedat(path, meta, {0: [pages.build()]})
+    for raw in (False, True):
+        ours = "".join(line + "\n" for line in report_lines(_reader(path), raw=raw))
+        theirs = _trace_cmd_text(path, raw)
+        assert "1129872934808" in theirs  # the premise: trace-cmd prints the whole value
+        assert ours == theirs
+
+
+THIRD_PARTY = FIXTURES / "third-party"
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["report", "report-R"])
+def test_32bit_arm_trace_matches_stored_trace_cmd_output(raw: bool) -> None:
+    # long is 4 bytes; sched_stat_runtime prints u64 values with %Lu (vruntime=1129872934808)
+    zstandard = pytest.importorskip("zstandard")
+    path = THIRD_PARTY / "trappy_trace_20140331.dat"
+    stored = THIRD_PARTY / ("trappy_trace_20140331.dat" + (".raw.txt.zst" if raw else ".report.txt.zst"))
+    if not path.exists() or not stored.exists():
+        pytest.skip("third-party fixture missing")
+    with stored.open("rb") as f:
+        expected = zstandard.ZstdDecompressor().stream_reader(f).read().decode("utf-8", "surrogateescape")
+    ours = "".join(line + "\n" for line in report_lines(_reader(path), raw=raw))
+    assert "vruntime=1129872934808" in expected
+    if ours != expected:
+        for number, (a, b) in enumerate(zip(ours.split("\n"), expected.split("\n")), 1):
+            assert a == b, f"line {number}"
     assert ours == expected
 
 

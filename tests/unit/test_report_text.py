@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from tracewatch.export.report_text import ReportFormatter, split_print_fmt, timestamps_in_usecs
-from tracewatch.export.report_text import _plain_field_arg
+from tracewatch.export.report_text import ReportFormatter, timestamps_in_usecs
+from tracewatch.formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, PrintFormat, Segment
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.symbols import Cmdlines, KernelSymbols, TraceSymbols
 
@@ -39,21 +39,46 @@ HRTIMER = make_format(
     '"hrtimer=%p function=%ps now=%llu", REC->hrtimer, REC->function, (unsigned long long) REC->now')
 
 
-def test_split_print_fmt_pieces():
-    pieces = split_print_fmt('"a=0x%lx b=%pS%%\\n" "c=%*s", REC->a, REC->b, REC->w, __get_str(c)')
-    assert [(p.kind, p.text, p.arg) for p in pieces] == [
-        ("string", "a=0x", None), ("digit", "%lx", "REC->a"), ("string", " b=", None),
-        ("pointer", "%pS", "REC->b"), ("string", "%\nc=", None), ("str", "%*s", "__get_str(c)")]
-    assert pieces[1].ls == 1 and pieces[5].width_arg
+def segments(print_fmt: str, fields: str = "") -> list[Segment]:
+    parsed = PrintFormat.parse(make_format("e", fields, print_fmt))
+    assert parsed.segments is not None, parsed.failure
+    return parsed.segments
 
 
-def test_plain_field_args():
-    assert _plain_field_arg("REC->pid") == ("pid", 8)
-    assert _plain_field_arg("(unsigned long long) REC->now") == ("now", 8)
-    assert _plain_field_arg("((unsigned int)(REC->x))") == ("x", 4)
-    assert _plain_field_arg("REC->args[0]") is None
-    assert _plain_field_arg("REC->a ? 1 : 2") is None
-    assert _plain_field_arg("__get_str(name)") is None
+def test_raw_report_uses_the_print_fmt_segments():
+    # -R matches fields in the segments the formatted report prints by (one split for both)
+    segs = segments('"a=0x%lx b=%pS%%\\n" "c=%*s", REC->a, REC->b, REC->w, __get_str(c)',
+                    "\tfield:unsigned long a;\toffset:8;\tsize:8;\tsigned:0;\n")
+    assert [(s.kind, s.spec, s.ls, s.star is not None) for s in segs] == [
+        (SEG_TEXT, "a=0x", 0, False), (SEG_NUMBER, "%lx", 1, False), (SEG_TEXT, " b=", 0, False),
+        (SEG_POINTER, "%pS", 0, False), (SEG_TEXT, "%\nc=", 0, False), (SEG_STRING, "%*s", 0, True)]
+    assert [s.plain_field() for s in segs if s.kind != SEG_TEXT] == [("a", 8), ("b", 8), None]
+
+
+def test_plain_fields_behind_casts():
+    segs = segments('"%d %llu %u %d %d %d %p", REC->pid, (unsigned long long) REC->now, ((unsigned int)(REC->x)), '
+                    'REC->args[0], REC->a ? 1 : 2, (u8)REC->y, (void *)REC->z')
+    assert [s.plain_field() for s in segs if s.kind != SEG_TEXT] == [
+        ("pid", 8), ("now", 8), ("x", 4), None, None, ("y", 1), ("z", 8)]
+
+
+def test_percent_c_and_plus_are_text_in_raw_fields_too():
+    # libtraceevent 1.7 has no %c and no '+' flag: ">c<" and ">+<" are text and take no
+    # argument, so REC->a goes to %x and ch prints raw (as trace-cmd report -R prints them)
+    fmt = make_format("e", "\tfield:char ch;\toffset:8;\tsize:1;\tsigned:1;\n"
+                           "\tfield:int a;\toffset:12;\tsize:4;\tsigned:1;\n",
+                      '"c=%c a=%+d x=%x", REC->a, REC->ch')
+    payload = head(100, 1) + struct.pack("<bxxxi", 65, -7)
+    assert formatter(fmt).raw_fields(payload, fmt) == " ch=65 a=fffffff9"
+
+
+def test_failed_print_fmt_prints_every_field_raw():
+    # a conversion without an argument fails the whole print fmt: no field takes a conversion
+    fmt = make_format("e", "\tfield:unsigned int a;\toffset:8;\tsize:4;\tsigned:0;\n", '"a=%x %s", REC->a')
+    payload = head(100, 1) + struct.pack("<I", 255)
+    assert formatter(fmt).raw_fields(payload, fmt) == " a=255"
+    fmt_ok = make_format("e", "\tfield:unsigned int a;\toffset:8;\tsize:4;\tsigned:0;\n", '"a=%x", REC->a')
+    assert formatter(fmt_ok).raw_fields(payload, fmt_ok) == " a=ff"
 
 
 def test_raw_fields_follow_the_print_fmt_cursor():

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..formats.event_format import EventFormat, Field
 from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
-from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_TEXT, PrintFormat, Segment
+from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_TEXT, PrintFormat, Segment, c_printf_int
 from ..formats.symbols import TraceSymbols
 from ..stream.batch import gather_rows
 
@@ -225,22 +225,16 @@ def _digit_conversion(f: Field, segment: Segment, keep: int, little: bool) -> _D
 
 def _c_printf_computed(f: Field, segment: Segment, keep: int, little: bool) -> Callable[[bytes, bytes], str]:
     """The rare integer conversions Python's % does not share with C (%#x of 0, %#o, *)."""
-    spec = _LENGTH_MODIFIERS.sub("", segment.spec)
-    conv = spec[-1]
+    conv = segment.spec[-1]
     bits = 8 * min(f.size or 8, keep, _LS_BYTES.get(segment.ls, 8))
     order = "little" if little else "big"
+    star = segment.constant_star()
 
     def fn(payload: bytes, after: bytes) -> str:
         value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
         if conv in "di" and value >> (bits - 1):
             value -= 1 << bits
-        py = spec.replace("*", "").replace("u", "d").replace("i", "d")
-        if "#" in py and (value == 0 or conv == "o"):
-            # C: "%#x" of 0 is "0" and "%#o" prefixes a plain "0" (Python writes "0x0", "0o")
-            py = py.replace("#", "")
-            if conv == "o" and value:
-                return (py[:-1] + "s") % ("0%o" % value)
-        return py % value
+        return c_printf_int(segment.spec, value, star)
 
     return fn
 

@@ -48,8 +48,9 @@ back the exact bytes.  A trailing newline in the rendered text is kept:
 the report writer's job).
 """
 
+from ._cprintf import c_printf_int
 from ._print_format import PrintFormat, PrintFormatBatch, PrintFormatError
 from ._segments import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, Segment
 
 __all__ = ["PrintFormat", "PrintFormatBatch", "PrintFormatError", "Segment", "SEG_TEXT", "SEG_NUMBER", "SEG_POINTER",
-           "SEG_STRING"]
+           "SEG_STRING", "c_printf_int"]

@@ -91,6 +91,14 @@ def _c_int(value: int, conv: str, flags: str, width: int, prec: int | None) -> s
     return _pad(prefix + digits, flags, width)
 
 
+def c_printf_int(spec: str, value: int, star: int | None = None) -> str:
+    """printf of one integer conversion ``spec`` (``"%#08lx"``); ``value`` is already
+    of the conversion's C type, ``star`` the value of a ``*`` width or precision."""
+    cspec = _CSpec(spec)
+    flags, width, prec = cspec.resolve(star)
+    return _c_int(value, cspec.conv, flags, width, prec)
+
+
 def _c_str(text: str, flags: str, width: int, prec: int | None) -> str:
     """printf("%s") of text; width and precision count bytes, as in C."""
     if text.isascii():

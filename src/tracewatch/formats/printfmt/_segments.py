@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
-from ._parse import FIELD, TYPE, _Arg, _cast, _M64, _ParseFailure
+from ._parse import FIELD, TYPE, _Arg, _arg_num_eval, _cast, _M64, _ParseFailure
 
 #: Segment kinds: literal text, an integer conversion (d i u x X o), a pointer
 #: (``%p`` and its extension letters), a string (``%s``).
@@ -45,6 +45,10 @@ class Segment(NamedTuple):
         if arg is None or arg.kind != FIELD:
             return None
         return arg.text, keep
+
+    def constant_star(self) -> int | None:
+        """The value of the ``*`` argument when the print fmt gives it as a constant, else None."""
+        return None if self.star is None else _arg_num_eval(self.star)
 
 
 def _unescape_run(fmt: str, i: int) -> tuple[str, int]:
