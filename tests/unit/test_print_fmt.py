@@ -164,6 +164,9 @@ def record(a: int = -7, b: int = 0xDEADBEEF, p: int = 0xFFFFFFFF81001010, comm: 
         ('"%s", __print_flags(REC->b & 0xf0, "|", { 0x10, "A" }, { 0x20, "B" }, { 0x80, "C" })', "B|C|0x40"),
         ('"%s", __print_flags(0, "|", { 0x10, "A" }, { NONE, "nothing" })', "nothing"),
         ('"%c|%+d|% d", REC->a, REC->a, REC->a', ">c<|>+<d|> <d"),  # libtraceevent 1.7
+        ('"%c %d", REC->a', ">c< -7"),  # and "%c" takes no argument
+        # 'L' is long long as trace-cmd prints it: the whole 64-bit value, read zero-extended
+        ('"%Lu %Ld %Lx", REC->p, REC->a, REC->a', "18446744071578849296 4294967289 fffffff9"),
         ('"100%% %d\\tx\\n", 1', "100% 1\tx\n"),
         ('"%pB|%pK", REC->p, REC->p', "0xffffffff81001010B|0xffffffff81001010K"),
         ('"%d", REC->a, REC->b', "-7"),  # extra arguments are ignored

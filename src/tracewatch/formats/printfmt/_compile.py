@@ -905,7 +905,7 @@ class _FailedRenderer:
 
 
 # ---------------------------------------------------------------------------
-# Public API
+# A whole line: segments -> one renderer
 # ---------------------------------------------------------------------------
 
 Renderer = Callable[[bytes, int, _SymbolView], str]
@@ -942,6 +942,11 @@ def _compile_segments(segs: list[Segment], compiler: _Compiler) -> Renderer:
         render = lambda d, n, sv: line % tuple([g(d, n, sv) for g in gs])  # noqa: E731
     render._batch = (line, tuple(getters))  # type: ignore[attr-defined]
     return render
+
+
+# ---------------------------------------------------------------------------
+# ftrace:bprint: the format comes from the record
+# ---------------------------------------------------------------------------
 
 
 class _BprintRenderer:
