@@ -23,8 +23,11 @@ from C:
 * ``%p`` prints ``0x..`` or ``(nil)``, ``%ps``/``%pS`` print ``sym`` or
   ``sym+0xoff`` (``0x..`` when no symbol holds the address), unknown ``%p``
   extensions print the pointer followed by the extension letters;
+* ``%c`` is no conversion (libtraceevent 1.7): it prints ``>c<`` and takes no
+  argument, and so do ``+`` and `` `` (``>+<``); ``L`` is ``ll``, as trace-cmd
+  prints it (the whole 64-bit value);
 * a format libtraceevent cannot parse prints ``[FAILED TO PARSE]`` followed by
-  ``name=value`` for every field.
+  ``name=value`` for every field (and ``report -R`` prints every field raw).
 
 The work is split in three steps, done once per event type, one module each:
 
