@@ -253,6 +253,7 @@ SYNTH_PRINT_FMTS = [
     '"a=%d b=%u c=%ld ptr=%lx s=%hd u8=%hhu ch=%c", REC->a, REC->b, REC->c, REC->ptr, REC->s, REC->u8v, REC->ch',
     '"%5d|%-5d|%05d|%+d|%x|%X|%#x|%#o|%o|%08lx|%.3d|%05.3d|%.0d|%-8.3x|", REC->a, REC->a, REC->a, REC->a, REC->b, REC->b, REC->b, REC->b, REC->b, REC->ptr, REC->s, REC->s, 0, REC->b',
     '"%*d|%-*d|%.*s|%*s|", 6, REC->a, 4, REC->b, 3, REC->comm, 12, __get_str(name)',
+    '"%*d|%-*u|%.*x|%#*x|", REC->u8v, REC->a, REC->s, REC->b, REC->u8v, REC->a, 12, REC->b',
     '"comm=%s name=%s %-20s| %10s|", REC->comm, __get_str(name), REC->comm, __get_str(name)',
     '"%d %d %d %d %d", REC->a - 2 - 3, REC->a * (2 + 3), (REC->a + 1) * 2, REC->b >> 4 & 0xf, REC->b ^ 1',
     '"%d %d %d %d", REC->a < 0, REC->b == 0xdeadbeef, !REC->a, ~REC->b',

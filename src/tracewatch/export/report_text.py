@@ -192,7 +192,7 @@ def _raw_scalar(f: Field, little: bool) -> _Direct | _Computed:
     return _Direct(unsigned, f.offset, "0x%x" if _is_long(f) else "%d")
 
 
-def _digit_conversion(f: Field, segment: Segment, keep: int, little: bool) -> _Direct | _Computed:
+def _digit_conversion(fmt: EventFormat, f: Field, segment: Segment, keep: int, little: bool) -> _Direct | _Computed:
     """A field printed with the print fmt's integer conversion (print_arg_number).
 
     libtraceevent reads the field unsigned, masks it for casts, converts it to
@@ -204,7 +204,7 @@ def _digit_conversion(f: Field, segment: Segment, keep: int, little: bool) -> _D
     conv = spec[-1]
     size = f.size
     if size not in _INT_CODE or segment.star is not None or conv == "o" or "#" in spec:
-        return _Computed(_c_printf_computed(f, segment, keep, little))
+        return _Computed(_c_printf_computed(fmt, f, segment, keep, little))
     signed_conv = conv in "di"
     modifier_bytes = _LS_BYTES.get(segment.ls, 8)
     width = min(size, keep)
@@ -223,18 +223,31 @@ def _digit_conversion(f: Field, segment: Segment, keep: int, little: bool) -> _D
     return _Direct(code, offset, pyfmt)
 
 
-def _c_printf_computed(f: Field, segment: Segment, keep: int, little: bool) -> Callable[[bytes, bytes], str]:
-    """The rare integer conversions Python's % does not share with C (%#x of 0, %#o, *)."""
+def _c_printf_computed(fmt: EventFormat, f: Field, segment: Segment, keep: int,
+                       little: bool) -> Callable[[bytes, bytes], str]:
+    """The rare integer conversions Python's % does not share with C (%#x of 0, %#o, *).
+
+    A ``*`` width or precision is a constant or a field of the record (else none is applied).
+    """
     conv = segment.spec[-1]
     bits = 8 * min(f.size or 8, keep, _LS_BYTES.get(segment.ls, 8))
     order = "little" if little else "big"
     star = segment.constant_star()
+    star_span: tuple[int, int, int] | None = None  # offset, size, mask of a REC->field star
+    plain_star = segment.star_field() if star is None else None
+    star_f = fmt.field(plain_star[0]) if plain_star else None
+    if star_f is not None and star_f.size in _INT_CODE:
+        star_span = (star_f.offset, star_f.size, (1 << 8 * min(star_f.size, plain_star[1])) - 1)  # type: ignore[index]
 
     def fn(payload: bytes, after: bytes) -> str:
         value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
         if conv in "di" and value >> (bits - 1):
             value -= 1 << bits
-        return c_printf_int(segment.spec, value, star)
+        width = star
+        if star_span is not None:
+            offset, size, mask = star_span
+            width = int.from_bytes(payload[offset : offset + size], order) & mask
+        return c_printf_int(segment.spec, value, width)
 
     return fn
 
@@ -310,7 +323,7 @@ class _RawEventPlan:
                     index, keep, prefix_0x = found
                     segment = segments[index]
                     if segment.kind == SEG_NUMBER:
-                        printer = _digit_conversion(f, segment, keep, little)
+                        printer = _digit_conversion(fmt, f, segment, keep, little)
                     elif segment.kind == SEG_POINTER:
                         printer = _pointer_conversion(f, segment, keep, symbols)
                     if printer is not None and prefix_0x:

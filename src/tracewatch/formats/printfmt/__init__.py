@@ -24,7 +24,7 @@ from C:
   ``sym+0xoff`` (``0x..`` when no symbol holds the address), unknown ``%p``
   extensions print the pointer followed by the extension letters;
 * ``%c`` is no conversion (libtraceevent 1.7): it prints ``>c<`` and takes no
-  argument, and so do ``+`` and `` `` (``>+<``); ``L`` is ``ll``, as trace-cmd
+  argument, and so do the ``+`` and space flags (``>+<``, ``> <``); ``L`` is ``ll``, as trace-cmd
   prints it (the whole 64-bit value);
 * a format libtraceevent cannot parse prints ``[FAILED TO PARSE]`` followed by
   ``name=value`` for every field (and ``report -R`` prints every field raw).

@@ -16,6 +16,18 @@ from ._parse import FIELD, TYPE, _Arg, _arg_num_eval, _cast, _M64, _ParseFailure
 SEG_TEXT, SEG_NUMBER, SEG_POINTER, SEG_STRING = range(4)
 
 
+def _plain_field(arg: _Arg | None) -> tuple[str, int] | None:
+    """``(field name, bytes kept)`` of ``REC->field`` behind casts, else None."""
+    keep = 8
+    while arg is not None and arg.kind == TYPE:
+        mask = _cast(_M64, arg.text, False)
+        keep = min(keep, (mask.bit_length() + 7) // 8)
+        arg = arg.left
+    if arg is None or arg.kind != FIELD:
+        return None
+    return arg.text, keep
+
+
 class Segment(NamedTuple):
     """One element of libtraceevent's ``print_cache``.
 
@@ -37,14 +49,11 @@ class Segment(NamedTuple):
         What ``report -R`` (libtraceevent's print_field) matches a field to:
         ``(unsigned int)REC->x`` keeps 4 bytes, pointer and 64-bit casts 8.
         """
-        arg, keep = self.arg, 8
-        while arg is not None and arg.kind == TYPE:
-            mask = _cast(_M64, arg.text, False)
-            keep = min(keep, (mask.bit_length() + 7) // 8)
-            arg = arg.left
-        if arg is None or arg.kind != FIELD:
-            return None
-        return arg.text, keep
+        return _plain_field(self.arg)
+
+    def star_field(self) -> tuple[str, int] | None:
+        """:meth:`plain_field` of the ``*`` argument."""
+        return _plain_field(self.star)
 
     def constant_star(self) -> int | None:
         """The value of the ``*`` argument when the print fmt gives it as a constant, else None."""
