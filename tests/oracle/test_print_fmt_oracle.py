@@ -421,18 +421,35 @@ THIRD_PARTY = FIXTURES / "third-party"
 @pytest.mark.parametrize("raw", [False, True], ids=["report", "report-R"])
 def test_32bit_arm_trace_matches_stored_trace_cmd_output(raw: bool) -> None:
     # long is 4 bytes; sched_stat_runtime prints u64 values with %Lu (vruntime=1129872934808)
-    zstandard = pytest.importorskip("zstandard")
     path = THIRD_PARTY / "trappy_trace_20140331.dat"
     stored = THIRD_PARTY / ("trappy_trace_20140331.dat" + (".raw.txt.zst" if raw else ".report.txt.zst"))
     if not path.exists() or not stored.exists():
         pytest.skip("third-party fixture missing")
-    with stored.open("rb") as f:
-        expected = zstandard.ZstdDecompressor().stream_reader(f).read().decode("utf-8", "surrogateescape")
+    expected = _stored_text(stored)
     ours = "".join(line + "\n" for line in report_lines(_reader(path), raw=raw))
     assert "vruntime=1129872934808" in expected
     if ours != expected:
         for number, (a, b) in enumerate(zip(ours.split("\n"), expected.split("\n")), 1):
             assert a == b, f"line {number}"
+    assert ours == expected
+
+
+def _stored_text(path: Path) -> str:
+    zstandard = pytest.importorskip("zstandard")
+    with path.open("rb") as f:
+        return zstandard.ZstdDecompressor().stream_reader(f).read().decode("utf-8", "surrogateescape")
+
+
+def test_bprint_raw_fields_match_stored_trace_cmd_output() -> None:
+    # libtraceevent keeps no segments for ftrace:bprint (each record brings its own format):
+    # report -R prints its fields raw, ip as a number, not as the "%ps" of its print fmt
+    path = THIRD_PARTY / "lisa_example_rtapp.dat"
+    stored = THIRD_PARTY / "lisa_example_rtapp.dat.raw.txt.zst"
+    if not path.exists() or not stored.exists():
+        pytest.skip("third-party fixture missing")
+    expected = [line for line in _stored_text(stored).split("\n") if " bprint: " in line]
+    ours = [line for line in report_lines(_reader(path), raw=True) if " bprint: " in line]
+    assert len(expected) > 1000 and " ip=0x" in expected[0]
     assert ours == expected
 
 

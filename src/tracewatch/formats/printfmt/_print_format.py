@@ -18,6 +18,11 @@ class PrintFormatError(TraceFormatError):
     also fails on: those render as ``[FAILED TO PARSE] field=value ...``)."""
 
 
+def _is_bprint(fmt: EventFormat) -> bool:
+    """ftrace:bprint (trace_printk): its text follows the printk format each record points to."""
+    return fmt.system == "ftrace" and fmt.name == "bprint"
+
+
 class PrintFormat:
     """The compiled ``print fmt`` of one event type.
 
@@ -35,9 +40,10 @@ class PrintFormat:
         self.failure = failure
         #: the format cut into literal text and conversions bound to their arguments
         #: (libtraceevent's print_cache, which ``report -R`` matches fields to);
-        #: None when the print fmt cannot be used
+        #: None when libtraceevent has none: the print fmt cannot be used, or the
+        #: event is ftrace:bprint (each record brings its own format)
         self.segments = segments
-        self._is_bprint = fmt.system == "ftrace" and fmt.name == "bprint"
+        self._is_bprint = _is_bprint(fmt)
         self._renderers: dict[tuple[int, bool], Renderer] = {}
 
     @classmethod
@@ -61,7 +67,8 @@ class PrintFormat:
                     a = _Arg(FIELD, f.name)
                     a.field = f
                     args.append(a)
-            segments = split_format(text, args)
+            if not _is_bprint(fmt):
+                segments = split_format(text, args)
         except (_ParseFailure, RecursionError) as e:
             text, failure = "", str(e)
         pf = cls(fmt, text, segments, failure)
