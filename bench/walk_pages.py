@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     n = len(idx)
     # the compiled loop alone, writing into output that is already faulted in (as a
     # live reader reusing its buffers would)
-    from tracewatch.formats.ring_page import _walk_kernel
+    from tracewatch.kernels.walk import walk_kernel
     n_pages = len(buf) // r.page_size
     outs = [np.zeros(n + n_pages, t) for t in (np.uint64, np.int64, np.int32, np.uint16)]
     per_page = [np.zeros(n_pages, t) for t in (np.uint64, np.int64, np.int64, np.int64, np.int32, np.int64,
@@ -40,8 +40,8 @@ def main(argv: list[str]) -> int:
     kbest = float("inf")
     for _ in range(3):
         t = time.perf_counter()
-        _walk_kernel(words, r.page_size // 4, 0, n_pages, 8 + r.header_page.commit_size,
-                     r.header_page.commit_size == 8, not r.little_endian, *outs, 0, *per_page)
+        walk_kernel(words, r.page_size // 4, 0, n_pages, 8 + r.header_page.commit_size,
+                    r.header_page.commit_size == 8, not r.little_endian, *outs, 0, *per_page)
         kbest = min(kbest, time.perf_counter() - t)
     print(f"{path}: compiled loop alone: {n / kbest / 1e6:.1f} M events/s")
     print(f"{path}: {len(buf) >> 20} MiB, {n} events in {best * 1e3:.1f} ms: "

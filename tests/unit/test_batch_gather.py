@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tracewatch.formats.event_format import EventFormat
-from tracewatch.stream.batch import gather_rows, gather_scalars, split_by_type
+from tracewatch.formats.records import gather_rows, gather_scalars
+from tracewatch.stream.batch import split_by_type
 
 
 def _rows_reference(buffers, cpu, offset, length, width):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import fixture_path
 from tracewatch.formats.tracedat import TraceDatReader
-from tracewatch.stream.batch import TraceContext
+from tracewatch.formats.context import TraceContext
 from tracewatch.stream.merge import LiveMerger
 
 

@@ -325,7 +325,7 @@ def _head_merge_reference(ts: np.ndarray, starts: list[int], ends: list[int]) ->
 @pytest.mark.parametrize("seed", range(40))
 def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
     """Random per-CPU streams (sorted or not, many ties, cut short, lost events) merge as trace-cmd does."""
-    from tracewatch.formats.tracedat import _merge_kernel, merge_events
+    from tracewatch.kernels.merge import merge_events, merge_kernel
 
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, 10))
@@ -374,8 +374,8 @@ def test_merge_kernel_is_trace_cmds_order(seed: int) -> None:
         more = np.array([seen[c] < int(ends[c]) for c in range(k)], np.uint8)
         part = [np.empty(limit, t) for t in (np.int32, np.uint64, np.int64, np.int32, np.uint16)]
         part.append(np.zeros(limit, np.int64))
-        w, stop = _merge_kernel(ts, off, ln, ty, np.array(heads, np.int64), np.array(seen, np.int64), more,
-                                lost_at, lost, limit, *part, head)
+        w, stop = merge_kernel(ts, off, ln, ty, np.array(heads, np.int64), np.array(seen, np.int64), more,
+                               lost_at, lost, limit, *part, head)
         for g, a in zip(got, part):
             g.extend(a[:w].tolist())
         heads = head.tolist()

@@ -11,10 +11,12 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tracewatch.errors import TraceFormatError
+from tracewatch.formats.context import TraceContext
 from tracewatch.formats.ring_page import _Recycler
-from tracewatch.formats.tracedat import TraceDatReader, _merge_runs_kernel, merge_events
+from tracewatch.formats.tracedat import TraceDatReader
+from tracewatch.kernels.merge import merge_events, merge_runs_kernel
 from tracewatch.sources.file import FileSource
-from tracewatch.stream.batch import TraceContext, split_by_type
+from tracewatch.stream.batch import split_by_type
 
 NAMES = ["a_syscalls.v6.dat", "b_sched.v6.dat", "c_markers.v6.dat", "e_mixed.v6.dat", "e_mixed.v7z.dat"]
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
@@ -160,7 +162,7 @@ def test_merge_runs_give_merge_kernel_order(seed: int) -> None:
     merge_events(ts, off, np.zeros(n, np.int32), np.zeros(n, np.uint16), starts, ends, np.zeros(0, np.int64),
                  np.zeros(0, np.int64), *out)
     rc, rs, re = (np.empty(n + ncpu, np.int64) for _ in range(3))
-    nr = _merge_runs_kernel(ts, starts, ends, rc, rs, re)
+    nr = merge_runs_kernel(ts, starts, ends, rc, rs, re)
     order = np.concatenate([np.arange(rs[i], re[i]) for i in range(nr)]) if nr else np.zeros(0, np.int64)
     cpus = np.concatenate([np.full(re[i] - rs[i], rc[i]) for i in range(nr)]) if nr else np.zeros(0, np.int64)
     assert order.tolist() == out[2].tolist() and cpus.tolist() == out[0].tolist()
@@ -216,7 +218,7 @@ def test_recycler_reuses_only_free_blocks() -> None:
 @needs_fixtures
 @pytest.mark.parametrize("name", ["b_sched.v6.dat", "e_mixed.v7z.dat"])
 def test_split_columns_equal_the_record_bytes(name: str) -> None:
-    from tracewatch.stream.batch import gather_rows
+    from tracewatch.formats.records import gather_rows
 
     for b, _pos in FileSource(str(FIXTURES / name)).split():
         width = max((f.offset + f.size for f in b.format_.fields if not f.is_array), default=0)

@@ -35,8 +35,8 @@ import numpy as np
 from ..formats.event_format import EventFormat, Field
 from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
 from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_TEXT, PrintFormat, Segment, c_printf_int
+from ..formats.records import gather_rows
 from ..formats.symbols import TraceSymbols
-from ..stream.batch import gather_rows
 
 __all__ = [
     "ReportFormatter",

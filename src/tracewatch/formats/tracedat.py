@@ -15,7 +15,8 @@ Layout (trace-cmd's Documentation/trace-cmd/trace-cmd.dat.v6.5.txt and .v7.5.txt
 :class:`TraceDatReader` identifies the input from its first bytes, reads the
 fixed header when opened and everything else when asked (cached): formats,
 symbols, per-CPU pages (mmapped; decompressed for compressed v7 data), the
-per-CPU page walk (:mod:`.ring_page`) and the merged time-ordered index.
+per-CPU page walk (:mod:`.ring_page`) and the merged time-ordered index (the
+compiled merges of :mod:`tracewatch.kernels.merge`).
 
 Damage in the event data (a truncated file, a corrupt page, a bad compressed
 chunk) raises :class:`TraceFormatError` naming the file offset, CPU and page;
@@ -35,8 +36,9 @@ from typing import Any, Callable, Container, Generator, Iterable, Iterator
 
 import numpy as np
 
-from ..compiled import kernel
 from ..errors import TraceFormatError
+from ..kernels.group import count_runs, split_runs
+from ..kernels.merge import merge_events, merge_kernel, merge_runs_kernel
 from .event_format import EventFormat, HeaderPage, parse_event_format
 from .ring_page import PageDamage, PageIndex, recycler, walk_buffers, walk_pages
 from .symbols import Cmdlines, KernelSymbols, TraceSymbols, parse_printk_formats
@@ -282,7 +284,7 @@ def _group_runs(src: tuple[np.ndarray, ...], runs: tuple[np.ndarray, ...], total
     part[:] = 0
     ty = ty if ty.dtype == np.uint16 else ty.astype(np.uint16)
     counts = recycler.empty(1 << 16, np.int64)
-    _count_runs_kernel(ty, rs, re, part, counts)
+    count_runs(ty, rs, re, part, counts)
     present = np.flatnonzero(counts)
     ids = np.array([t for t in present.tolist() if t in wanted], np.int64)
     bounds = np.zeros(len(ids) + 1, np.int64)
@@ -296,8 +298,8 @@ def _group_runs(src: tuple[np.ndarray, ...], runs: tuple[np.ndarray, ...], total
                     new(rows, np.int64), new(rows, np.int32), total)
     if rows:
         ts = ts.view(np.int64) if ts.dtype == np.uint64 else ts.astype(np.int64, copy=False)
-        _split_runs_kernel(ts, off.astype(np.int64, copy=False), ln.astype(np.int32, copy=False), ty,
-                           rc, rs, re, which, bounds[:-1].copy(), out.pos, out.cpu, out.ts, out.offset, out.length)
+        split_runs(ts, off.astype(np.int64, copy=False), ln.astype(np.int32, copy=False), ty,
+                   rc, rs, re, which, bounds[:-1].copy(), out.pos, out.cpu, out.ts, out.offset, out.length)
     return out
 
 
@@ -1348,10 +1350,10 @@ class TraceDatReader:
             filled, done = 0, False
             while filled < max_events:
                 flags = np.array([more(c) for c in range(ncpu)], np.uint8)
-                w, stop = _merge_kernel(ts, off, ln, ty, cur, ends, flags, np.concatenate(lost_at),
-                                        np.concatenate(lost), max_events - filled, part.cpu[filled:],
-                                        part.ts[filled:], part.offset[filled:], part.length[filled:],
-                                        part.type_id[filled:], part.missed_before[filled:], head)
+                w, stop = merge_kernel(ts, off, ln, ty, cur, ends, flags, np.concatenate(lost_at),
+                                       np.concatenate(lost), max_events - filled, part.cpu[filled:],
+                                       part.ts[filled:], part.offset[filled:], part.length[filled:],
+                                       part.type_id[filled:], part.missed_before[filled:], head)
                 filled += int(w)
                 cur[:] = head
                 if stop >= 0:
@@ -1434,7 +1436,7 @@ class TraceDatReader:
                 total = sum(counts)
                 cap = total + len(starts)
                 rc, rs, re = (recycler.empty(cap, np.int64) for _ in range(3))
-                nr = _merge_runs_kernel(shown, starts, ends, rc, rs, re)
+                nr = merge_runs_kernel(shown, starts, ends, rc, rs, re)
                 runs = (rc[:nr].copy(), rs[:nr].copy(), re[:nr].copy())
                 src = (shown, off, ln, ty)
         if runs is None:
@@ -1579,261 +1581,3 @@ def _sorted_only_before_adjusting(raw: np.ndarray, shown: np.ndarray, starts: np
     return forward(raw) and not forward(shown)
 
 
-def merge_events(ts, off, ln, ty, starts, ends, lost_at, lost, out_cpu, out_ts, out_off, out_ln, out_ty,
-                 out_missed) -> int:
-    """:func:`_merge_kernel` over every event of every CPU; returns how many were written."""
-    ncpu = len(starts)
-    k, _stop = _merge_kernel(ts, off, ln, ty, starts, ends, np.zeros(ncpu, np.uint8), lost_at, lost,
-                             len(out_ts), out_cpu, out_ts, out_off, out_ln, out_ty, out_missed,
-                             np.empty(ncpu, np.int64))
-    return int(k)
-
-
-@kernel
-def _merge_kernel(ts, off, ln, ty, starts, ends, more, lost_at, lost, limit,
-                  out_cpu, out_ts, out_off, out_ln, out_ty, out_missed, head):
-    """trace-cmd's merge (tracecmd_peek_next_data): repeatedly the CPU whose next
-    event has the smallest timestamp, ties to the lower CPU, each CPU in stream order.
-
-    CPU ``c``'s events are ``starts[c]:ends[c]`` of ``ts``/``off``/``ln``/``ty``;
-    ``lost_at`` (ascending) and ``lost`` give the events that follow lost events.
-    Writes the merged events to the ``out_*`` arrays (``out_missed`` zeroed by the
-    caller).  A binary heap holds the CPUs by (next timestamp, CPU); the heap top
-    emits a run of events until its next event no longer comes before the best
-    other CPU's, so time-ordered streams cost O(n + runs * log CPUs).  The same
-    holds for streams whose times go backwards: each step still takes the
-    smallest head.
-
-    Resumable, for merging a file a window of pages at a time: it stops once
-    ``limit`` events are written, or when a CPU with ``more[c]`` set (events not
-    walked yet) has none left in ``starts[c]:ends[c]``, since its next event is
-    unknown.  ``head[c]`` is then where CPU ``c`` stands; the merge goes on from
-    there (the heads are all its state).  Returns (events written, the CPU that ran
-    out, or -1).  Plain Python when NUMBA_DISABLE_JIT=1.
-    """
-    ncpu = len(starts)
-    for c in range(ncpu):
-        head[c] = starts[c]
-    for c in range(ncpu):
-        if more[c] and starts[c] == ends[c]:
-            return 0, c
-    # per CPU: index in lost_at of its next event that follows lost events
-    lp = np.searchsorted(lost_at, starts)
-    heap = np.empty(ncpu, np.int64)
-    size = 0
-    for c in range(ncpu):
-        if head[c] < ends[c]:
-            # sift up
-            i = size
-            size += 1
-            while i > 0:
-                parent = (i - 1) // 2
-                pc = heap[parent]
-                if ts[head[pc]] < ts[head[c]] or (ts[head[pc]] == ts[head[c]] and pc < c):
-                    break
-                heap[i] = pc
-                i = parent
-            heap[i] = c
-    k = 0
-    n_lost = len(lost_at)
-    while size > 0 and k < limit:
-        c = heap[0]
-        # the best other CPU: the smaller child of the top
-        if size == 1:
-            bound_ts = np.uint64(0)
-            bound_c = -1
-        else:
-            b = heap[1]
-            if size > 2:
-                b2 = heap[2]
-                if ts[head[b2]] < ts[head[b]] or (ts[head[b2]] == ts[head[b]] and b2 < b):
-                    b = b2
-            bound_ts = ts[head[b]]
-            bound_c = b
-        # the run: c's events before the bound (at the bound too when c is the lower CPU)
-        h0 = head[c]
-        e = ends[c]
-        h = h0 + 1
-        if bound_c < 0:
-            h = e
-        elif c < bound_c:
-            while h < e and ts[h] <= bound_ts:
-                h += 1
-        else:
-            while h < e and ts[h] < bound_ts:
-                h += 1
-        if h - h0 > limit - k:
-            h = h0 + (limit - k)
-        for j in range(h - h0):
-            out_cpu[k + j] = c
-            out_ts[k + j] = ts[h0 + j]
-            out_off[k + j] = off[h0 + j]
-            out_ln[k + j] = ln[h0 + j]
-            out_ty[k + j] = ty[h0 + j]
-        li = lp[c]
-        while li < n_lost and lost_at[li] < h:
-            out_missed[k + lost_at[li] - h0] = lost[li]
-            li += 1
-        lp[c] = li
-        k += h - h0
-        head[c] = h
-        if h == e:
-            if more[c]:
-                return k, c  # its next events are not walked yet
-            # drop the top: the last leaf goes to the root
-            size -= 1
-            c = heap[size]
-            if size == 0:
-                break
-        # sift c down from the root
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= size:
-                break
-            ch = heap[child]
-            if child + 1 < size:
-                ch2 = heap[child + 1]
-                if ts[head[ch2]] < ts[head[ch]] or (ts[head[ch2]] == ts[head[ch]] and ch2 < ch):
-                    child += 1
-                    ch = ch2
-            if ts[head[c]] < ts[head[ch]] or (ts[head[c]] == ts[head[ch]] and c < ch):
-                break
-            heap[i] = ch
-            i = child
-        heap[i] = c
-    return k, -1
-
-
-@kernel
-def _merge_runs_kernel(ts, starts, ends, run_cpu, run_start, run_end):
-    """The order of :func:`_merge_kernel` as runs, without copying any event.
-
-    Run ``r`` is events ``run_start[r]:run_end[r]`` of CPU ``run_cpu[r]`` (indexes
-    into ``ts``); the merged order is the runs one after the other.  The run
-    arrays need room for ``len(ts) + len(starts)`` runs at most (only the pages
-    written are touched).  Returns the number of runs.  The same heap and tie
-    rules as :func:`_merge_kernel` (keep the two in step).
-    """
-    ncpu = len(starts)
-    head = starts.copy()
-    heap = np.empty(ncpu, np.int64)
-    size = 0
-    for c in range(ncpu):
-        if head[c] < ends[c]:
-            i = size
-            size += 1
-            while i > 0:
-                parent = (i - 1) // 2
-                pc = heap[parent]
-                if ts[head[pc]] < ts[head[c]] or (ts[head[pc]] == ts[head[c]] and pc < c):
-                    break
-                heap[i] = pc
-                i = parent
-            heap[i] = c
-    r = 0
-    while size > 0:
-        c = heap[0]
-        if size == 1:
-            bound_ts = np.uint64(0)
-            bound_c = -1
-        else:
-            b = heap[1]
-            if size > 2:
-                b2 = heap[2]
-                if ts[head[b2]] < ts[head[b]] or (ts[head[b2]] == ts[head[b]] and b2 < b):
-                    b = b2
-            bound_ts = ts[head[b]]
-            bound_c = b
-        h0 = head[c]
-        e = ends[c]
-        h = h0 + 1
-        if bound_c < 0:
-            h = e
-        elif c < bound_c:
-            while h < e and ts[h] <= bound_ts:
-                h += 1
-        else:
-            while h < e and ts[h] < bound_ts:
-                h += 1
-        run_cpu[r] = c
-        run_start[r] = h0
-        run_end[r] = h
-        r += 1
-        head[c] = h
-        if h == e:
-            size -= 1
-            c = heap[size]
-            if size == 0:
-                break
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= size:
-                break
-            ch = heap[child]
-            if child + 1 < size:
-                ch2 = heap[child + 1]
-                if ts[head[ch2]] < ts[head[ch]] or (ts[head[ch2]] == ts[head[ch]] and ch2 < ch):
-                    child += 1
-                    ch = ch2
-            if ts[head[c]] < ts[head[ch]] or (ts[head[c]] == ts[head[ch]] and c < ch):
-                break
-            heap[i] = ch
-            i = child
-        heap[i] = c
-    return r
-
-
-@kernel
-def _count_runs_kernel(ty, run_start, run_end, part, counts):
-    """Events per type id over the runs into ``counts``, through four histograms (``part``,
-    4 x ``len(counts)``, zeroed by the caller) so that consecutive events of one type do not
-    wait on each other's update.  Plain Python when NUMBA_DISABLE_JIT=1."""
-    n_bins = np.uint64(len(part) // 4)
-    b2 = n_bins + n_bins
-    b3 = b2 + n_bins
-    u1 = np.uint64(1)
-    u4 = np.uint64(4)
-    for r in range(len(run_start)):
-        s = np.uint64(run_start[r])
-        e = np.uint64(run_end[r])
-        i = s
-        while i + u4 <= e:
-            part[np.uint64(ty[i])] += 1
-            part[n_bins + np.uint64(ty[i + u1])] += 1
-            part[b2 + np.uint64(ty[i + u1 + u1])] += 1
-            part[b3 + np.uint64(ty[i + u4 - u1])] += 1
-            i += u4
-        while i < e:
-            part[np.uint64(ty[i])] += 1
-            i += u1
-    for t in range(len(counts)):
-        counts[t] = part[t] + part[n_bins + t] + part[b2 + t] + part[b3 + t]
-
-
-@kernel
-def _split_runs_kernel(ts, off, ln, ty, run_cpu, run_start, run_end, which, next_row,
-                       out_pos, out_cpu, out_ts, out_off, out_ln):
-    """Group the merged order by type in one pass (a counting sort, the merged arrays never
-    built): the event at merged position ``k`` of type ``t`` with ``w = which[t] >= 0`` goes
-    to row ``next_row[w]`` (then the next row), so each type's rows stay in merged order.
-    Plain Python when NUMBA_DISABLE_JIT=1."""
-    k = 0
-    for r in range(len(run_start)):
-        c = np.int32(run_cpu[r])
-        s = np.uint64(run_start[r])
-        e = np.uint64(run_end[r])
-        # unsigned indexes: no negative-index handling in the loop
-        for i in range(s, e):
-            w = which[np.uint64(ty[i])]
-            if w >= 0:
-                row = next_row[w]
-                next_row[w] = row + 1
-                d = np.uint64(row)
-                out_pos[d] = k + np.int64(i - s)
-                out_cpu[d] = c
-                out_ts[d] = ts[i]
-                out_off[d] = off[i]
-                out_ln[d] = ln[i]
-        k += np.int64(e - s)

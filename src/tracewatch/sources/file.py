@@ -15,9 +15,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import TraceFormatError
+from ..formats.context import TraceContext
 from ..formats.event_format import EventFormat
 from ..formats.tracedat import WHOLE_MERGE_BYTES, TraceDatReader
-from ..stream.batch import Event, EventBatch, TraceContext, split_type_index
+from ..stream.batch import Event, EventBatch, split_type_index
 from ..stream.chunk import EventChunk
 
 __all__ = ["FileSource", "open_trace"]

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..formats.event_format import EventFormat
+from ..formats.context import TraceContext
 from ..formats.symbols import Cmdlines, KernelSymbols, TraceSymbols
-from ..stream.batch import TraceContext
 from ..stream.chunk import EventChunk
 from ..stream.merge import LiveMerger
 from .live import LiveSource, PageBatch

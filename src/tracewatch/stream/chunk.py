@@ -18,7 +18,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..formats.event_format import EventFormat
-from .batch import Event, EventBatch, TraceContext, split_by_type
+from ..formats.context import TraceContext
+from .batch import Event, EventBatch, split_by_type
 
 __all__ = ["EventChunk"]
 

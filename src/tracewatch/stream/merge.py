@@ -7,7 +7,7 @@ compiled pass (:func:`~tracewatch.formats.ring_page.walk_buffers`: every CPU's
 events end to end in one set of arrays) and merges the events at or before
 the *watermark* (the earliest of the CPUs' latest timestamps, so no CPU can
 still deliver an earlier event) in trace-cmd's order with one compiled k-way
-merge (``tracedat.merge_events``): no concatenation, no sort, no gather.
+merge (``kernels.merge.merge_events``): no concatenation, no sort, no gather.
 A CPU that has delivered nothing for ``idle_after`` release rounds stops
 holding the others back (the bounded wait for idle CPUs); at the end,
 :meth:`LiveMerger.release` with ``final=True`` releases everything.
@@ -30,9 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..formats.context import TraceContext
 from ..formats.ring_page import walk_buffers
-from ..formats.tracedat import merge_events
-from .batch import TraceContext
+from ..kernels.merge import merge_events
 from .chunk import EventChunk
 
 __all__ = ["LiveMerger"]
