@@ -17,7 +17,7 @@ BLOCK = 256
 
 @kernel
 def scalars_kernel(src, src32, start, stop, cpu, offset, length, w0, need, width, f_off, f_size, f_base,
-                    out8, out16, out32):
+                   out8, out16, out32):
     """Scalar columns of records, a block of records at a time: where each record starts,
     then each field's values of the block, one tight loop per field.
 
@@ -97,7 +97,7 @@ def scalars_kernel(src, src32, start, stop, cpu, offset, length, w0, need, width
 
 @kernel
 def span_rows(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, length, w0, need, width, lo, hi,
-               rows8, rows32):
+              rows8, rows32):
     """Words ``w0 : w0 + width`` of records ``lo:hi`` to ``rows32[(i - lo) * width :]``; the
     words past ``w0 + need`` may hold anything (they are not read).
 
@@ -200,7 +200,7 @@ def columns_of_rows(rows32, m, width, row0, w0, f_off, f_size, f_base, out8, out
 
 @kernel
 def gather_kernel(src, src32, start, stop, cpu, only_cpu, fill_invalid, offset, length, m_word, m_dest,
-                   m_stride, out, out32):
+                  m_stride, out, out32):
     """Copy 32-bit words of records: move ``k`` copies word ``m_word[k]`` of record ``i``
     to ``out32[m_dest[k] + i * m_stride[k]]``.
 

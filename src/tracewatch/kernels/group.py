@@ -25,7 +25,7 @@ def count_types(type_id, counts):
 
 @kernel
 def group_by_type(type_id, which, next_row, cpu, ts, offset, length, out_pos, out_cpu, out_ts, out_offset,
-                   out_length):
+                  out_length):
     """A counting sort: event ``i`` of type ``t`` is kept when ``which[t] = w >= 0`` and
     goes to row ``next_row[w]`` (then the next row), so rows keep their input order
     within a type.  Plain Python when NUMBA_DISABLE_JIT=1."""
@@ -75,7 +75,7 @@ def count_runs(ty, run_start, run_end, part, counts):
 
 @kernel
 def split_runs(ts, off, ln, ty, run_cpu, run_start, run_end, which, next_row,
-                       out_pos, out_cpu, out_ts, out_off, out_ln):
+               out_pos, out_cpu, out_ts, out_off, out_ln):
     """Group the merged order by type in one pass (a counting sort, the merged arrays never
     built): the event at merged position ``k`` of type ``t`` with ``w = which[t] >= 0`` goes
     to row ``next_row[w]`` (then the next row), so each type's rows stay in merged order.

@@ -33,9 +33,9 @@ DAMAGE_BAD_LENGTH = 3
 
 @kernel
 def walk_kernel(words, page_words, first_page, end_page, data_start, long8, big,
-                 out_ts, out_off, out_len, out_type, n,
-                 page_ts, page_commit, page_missed, page_first,
-                 dmg_code, dmg_off, dmg_aux):
+                out_ts, out_off, out_len, out_type, n,
+                page_ts, page_commit, page_missed, page_first,
+                dmg_code, dmg_off, dmg_aux):
     """The compiled page walk: pages from ``first_page`` until ``end_page`` or the output is full.
 
     ``words`` is the buffer as native u32 (already byte-swapped for a foreign
