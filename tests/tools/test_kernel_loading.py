@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,8 +180,10 @@ def test_report_with_a_read_only_package_and_no_home(tmp_path):
     script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
     cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(src),
            sys.executable, "-m", "tracewatch", "report", str(path)]
-    probe = subprocess.run(cmd[:9] + ["sh", "-c", f"! touch {src}/.ro-probe 2>/dev/null"], env=env,
-                           capture_output=True)
+    # read-only indeed? (a probe file made all the same is removed at once)
+    probe = subprocess.run(cmd[:9] + ["sh", "-c", f'if touch "{src}/.ro-probe" 2>/dev/null; '
+                                                   f'then rm -f "{src}/.ro-probe"; exit 1; fi'],
+                           env=env, capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"no private read-only mount here: {probe.stderr.decode(errors='replace')[-300:]}")
     _report_ok(subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=600), oracle)
@@ -189,22 +192,32 @@ def test_report_with_a_read_only_package_and_no_home(tmp_path):
     _report_ok(subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=600), oracle)
 
 
-def test_report_as_another_user_with_an_unwritable_home(tmp_path):
-    """`tracewatch report` as nobody with HOME=/nonexistent: no traceback (numba once raised
-    "cannot cache function '_walk_kernel': no locator available")."""
+def test_report_as_another_user_with_an_unwritable_home():
+    """`tracewatch report` as nobody with HOME=/nonexistent (and the package root's): no
+    traceback (numba once raised "cannot cache function '_walk_kernel': no locator
+    available"), and the kernels cached in nobody's private temp dir."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv(1) to run as another user")
+    import tempfile
+
     path = fixture_path("e_mixed.v6.dat")
     oracle = fixture_path("e_mixed.v6.dat.report.txt").read_bytes()
-    tmp_path.chmod(0o777)
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "NUMBA_DISABLE_JIT")}
-    env.update(PYTHONPATH=str(REPO / "src"), HOME="/nonexistent", TMPDIR=str(tmp_path))
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    can = subprocess.run(as_nobody + [sys.executable, "-c", f"import numba, tracewatch; open({str(path)!r}).close()"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True)
-    if can.returncode != 0:
-        pytest.skip("user 65534 cannot run this Python, import tracewatch or read the fixture: "
-                    + (can.stderr.strip().splitlines() or ["?"])[-1])
-    r = subprocess.run(as_nobody + [sys.executable, "-m", "tracewatch", "report", str(path)], env=env, cwd=tmp_path,
-                       capture_output=True, timeout=600)
-    _report_ok(r, oracle)
+    # pytest's tmp_path sits in root's private directory: nobody needs a TMPDIR it can reach
+    with tempfile.TemporaryDirectory(prefix="tw-nobody-") as tmp:
+        os.chmod(tmp, 0o1777)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "NUMBA_DISABLE_JIT")}
+        env.update(PYTHONPATH=str(REPO / "src"), HOME="/nonexistent", TMPDIR=tmp)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        can = subprocess.run(as_nobody + [sys.executable, "-c",
+                                          f"import numba, tracewatch; open({str(path)!r}).close()"],
+                             env=env, cwd=tmp, capture_output=True, text=True)
+        if can.returncode != 0:
+            pytest.skip("user 65534 cannot run this Python, import tracewatch or read the fixture: "
+                        + (can.stderr.strip().splitlines() or ["?"])[-1])
+        r = subprocess.run(as_nobody + [sys.executable, "-m", "tracewatch", "report", str(path)], env=env,
+                           cwd=tmp, capture_output=True, timeout=600)
+        _report_ok(r, oracle)
+        private = Path(tmp) / "tracewatch-numba-65534"
+        assert private.stat().st_uid == 65534 and private.stat().st_mode & 0o777 == 0o700
+        assert list(private.rglob("*.nbi")), "the kernels were cached in nobody's private temp dir"
