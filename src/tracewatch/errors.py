@@ -1,23 +1,37 @@
-"""The exception tree of tracewatch.
+"""The exception tree of tracewatch: every error a user can act on, in one module.
 
     TracewatchError
-     +-- TraceFormatError   the input is not a trace, or is damaged (file, cpu, page, offset)
-     +-- FilterError        a filter expression does not parse (column)
-     +-- CaptureError       live tracing could not be set up or read
-     +-- ScriptError        a user script failed (file, line)
+     +-- UsageError           the command line is wrong (options that conflict or do not parse)
+     +-- TraceFormatError     the input is not a trace, or is damaged (file, cpu, page, offset)
+     |    +-- PrintFormatError    an event's print fmt cannot be used at all
+     +-- FilterError          a filter expression does not parse (column)
+     +-- CaptureError         live tracing could not be set up or read
+     |    +-- ProbeSpecError      a -P probe spec does not parse or cannot be probed
+     |    +-- SymbolError         a function cannot be found or probed in an ELF file
+     |    +-- ElfFormatError      a file is not an ELF file tracewatch can read
+     +-- ScriptError          a user script failed (file, line)
+          +-- HandlerError        a handler raised and the run was told to stop
 
-Anything that is not a TracewatchError is a bug in tracewatch: the CLI prints
-its traceback and asks for a report.
+The CLI prints a TracewatchError as one line (``tracewatch: error: ...``, plus an
+optional ``hint:`` line) and exits with status 2.  Anything that is not a
+TracewatchError is a bug in tracewatch: the CLI prints its traceback and asks
+for a report.  tests/unit/test_errors.py checks that this tree and the classes agree.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "TracewatchError",
+    "UsageError",
     "TraceFormatError",
+    "PrintFormatError",
     "FilterError",
     "CaptureError",
+    "ProbeSpecError",
+    "SymbolError",
+    "ElfFormatError",
     "ScriptError",
+    "HandlerError",
 ]
 
 
@@ -25,6 +39,10 @@ class TracewatchError(Exception):
     """Base of every error tracewatch reports to a user as one line."""
 
     hint: str | None = None
+
+
+class UsageError(TracewatchError):
+    """The command line is wrong: options that conflict, or values that do not parse."""
 
 
 class TraceFormatError(TracewatchError):
@@ -69,6 +87,11 @@ class TraceFormatError(TracewatchError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class PrintFormatError(TraceFormatError):
+    """A print fmt cannot be used at all (not raised for formats libtraceevent
+    also fails on: those render as ``[FAILED TO PARSE] field=value ...``)."""
+
+
 class FilterError(TracewatchError):
     """A filter expression (ftrace filter syntax) does not parse or type-check."""
 
@@ -88,5 +111,21 @@ class CaptureError(TracewatchError):
     """Live tracing could not be set up, read, or torn down."""
 
 
+class ProbeSpecError(CaptureError):
+    """A ``-P`` probe spec does not parse, or names something that cannot be probed."""
+
+
+class SymbolError(CaptureError):
+    """A function cannot be found, or cannot be probed, in an ELF file."""
+
+
+class ElfFormatError(CaptureError):
+    """The file is not an ELF file tracewatch can read, or it is damaged."""
+
+
 class ScriptError(TracewatchError):
     """A user script could not be loaded or a handler failed."""
+
+
+class HandlerError(ScriptError):
+    """A handler raised and the run was told to stop (``--on-error=stop``)."""

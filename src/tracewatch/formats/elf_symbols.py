@@ -40,17 +40,9 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import CaptureError
+from ..errors import ElfFormatError, SymbolError
 
 __all__ = ["ElfFile", "ElfSymbol", "SymbolError", "ElfFormatError", "split_version", "load_symbols"]
-
-
-class SymbolError(CaptureError):
-    """A function cannot be found, or cannot be probed, in an ELF file."""
-
-
-class ElfFormatError(CaptureError):
-    """The file is not an ELF file tracewatch can read, or it is damaged."""
 
 
 # --------------------------------------------------------------------------- constants (elf.h)

@@ -42,7 +42,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from ..errors import CaptureError
+from ..errors import CaptureError, ProbeSpecError
 from ..formats.elf_symbols import SymbolError, load_symbols
 
 __all__ = [
@@ -72,10 +72,6 @@ _MAX_EVENT_NAME = 63 - len(RETURN_SUFFIX) - 4  # kernel limit 64 with NUL, room 
 _SCALAR_TYPES = {f"{k}{b}" for k in "usx" for b in (8, 16, 32, 64)}
 _TYPES = _SCALAR_TYPES | {"string", "ustring", "char", "symbol", "symstr"}
 _RESERVED_FIELDS = {"__probe_ip", "__probe_func", "__probe_ret_ip"}
-
-
-class ProbeSpecError(CaptureError):
-    """A ``-P`` probe spec does not parse, or names something that cannot be probed."""
 
 
 # --------------------------------------------------------------------------- parsing

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from ..errors import ScriptError
+from ..errors import HandlerError
 from ..formats.event_format import EventFormat
 from .chunk import EventChunk
 from .filter import Filter
@@ -35,10 +35,6 @@ from .filter import Filter
 __all__ = ["Dispatcher", "HandlerError", "pattern_matches", "current_trace_time"]
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
-
-
-class HandlerError(ScriptError):
-    """A handler raised and the run was told to stop (``--on-error=stop``)."""
 
 
 def pattern_matches(pattern: str, fmt: EventFormat) -> bool:

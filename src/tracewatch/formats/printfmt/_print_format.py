@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ...errors import TraceFormatError
+from ...errors import PrintFormatError
 from ..event_format import EventFormat
 from ..symbols import TraceSymbols
 from ._compile import (Renderer, _BprintRenderer, _Col, _compile_segments, _Compiler, _eval_col, _FailedRenderer,
                        _MapCol, _symbol_view, _SymbolView)
 from ._parse import FIELD, _Arg, _ArgParser, _ParseFailure
 from ._segments import Segment, split_format
-
-
-class PrintFormatError(TraceFormatError):
-    """A print fmt cannot be used at all (not raised for formats libtraceevent
-    also fails on: those render as ``[FAILED TO PARSE] field=value ...``)."""
 
 
 def _is_bprint(fmt: EventFormat) -> bool:
