@@ -30,30 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..formats.ring_page import PageIndex, walk_pages
+from ..units import parse_size
 
 __all__ = ["PageRing", "RingHold", "RingStats", "page_times", "parse_size"]
 
 _NO_TS = np.iinfo(np.int64).max
-
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
-               "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
-
-
-def parse_size(value: str | int) -> int:
-    """``"64M"``, ``"512K"``, ``"1G"`` or a number of bytes -> bytes (binary units, as ``--keep`` takes them)."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().upper()
-    num = text.rstrip("KMGIB")
-    unit = text[len(num):]
-    try:
-        n = float(num)
-    except ValueError:
-        n = -1.0
-    if unit not in _SIZE_UNITS or n < 0:
-        raise ValueError(f"not a size: {value!r} (use e.g. 64M, 512K, 1G)")
-    return int(n * _SIZE_UNITS[unit])
-
 
 def page_times(index: PageIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per page of a walk: (first event ts, last event ts, event count), int64.

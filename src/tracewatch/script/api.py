@@ -35,9 +35,10 @@ returned unchanged, so a script stays importable and testable on its own.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from ..units import parse_duration
 
 __all__ = [
     "on", "on_batch", "every", "at_start", "at_end", "on_lost", "probe", "on_probe",
@@ -190,20 +191,6 @@ def on_batch(pattern: str, where: str | None = None) -> Callable[[Callable], Cal
         return func
 
     return register
-
-
-_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "min": 60_000_000_000, "h": 3_600_000_000_000}
-
-
-def parse_duration(value: str | int | float) -> int:
-    """``"500ms"``, ``"2s"``, ``"1m"`` or a number of seconds -> nanoseconds."""
-    if isinstance(value, (int, float)):
-        return int(value * 1_000_000_000)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", str(value))
-    if not m or m.group(2) not in _UNITS and m.group(2) != "":
-        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 1m)")
-    return int(float(m.group(1)) * _UNITS[m.group(2) or "s"])
 
 
 def every(interval: str | int | float) -> Callable[[Callable], Callable]:
