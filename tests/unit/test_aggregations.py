@@ -160,6 +160,30 @@ def test_print_like_bpftrace_smallest_first() -> None:
     assert printed(anon) == "@[ls]: 1\n"
 
 
+@pytest.mark.parametrize("style", ["bpftrace", "table"])
+def test_print_top_more_than_there_are_prints_them_all(style) -> None:
+    # the README's example: calls.print(top=10) over a map of three entries
+    calls = Map(int, name="calls")
+    calls["bash", 1] += 42
+    calls["sshd", 0] += 7
+    calls["cron", 3] += 100
+    everything = printed(calls, style=style)
+    assert everything.count("\n") == 3
+    for top in (3, 4, 10, 1000):
+        assert printed(calls, top=top, style=style) == everything
+    assert printed(calls, top=0, style=style) == ""
+    assert printed(calls, top=1, style=style).count("\n") == 1
+    assert "100" in printed(calls, top=1, style=style)
+    view = Map(int)
+    view["a", 1] += 1
+    view["a", 2] += 2
+    view["b", 1] += 5
+    assert printed(view["a"], top=5) == "@[a, 1]: 1\n@[a, 2]: 2\n"
+    hists = Map(hist, name="h")
+    hists["x"].add(3)
+    assert printed(hists, top=7) == printed(hists)
+
+
 def test_print_aggregates_like_bpftrace() -> None:
     a = Map(avg, name="a")
     for v in (1, 2):

@@ -869,7 +869,8 @@ class Map:
         """The map as text; see :meth:`print`."""
         entries = self.sorted()  # smallest first, as bpftrace prints
         if top is not None:
-            entries = entries[len(entries) - top :] if top > 0 else []
+            # the last `top` (largest); fewer entries than that: all of them
+            entries = entries[max(0, len(entries) - top) :] if top > 0 else []
         out: list[str] = []
         if title is not None:
             out.append(f"{title}\n")
