@@ -126,3 +126,102 @@ def test_report_merged_in_windows_prints_the_same(capsysbinary, tmp_path, monkey
             m.setattr(report, "PART_EVENTS", 777)
             windows = run_report(capsysbinary, *argv, str(path))
         assert windows == whole, argv
+
+
+# ---------------------------------------------------------------- event names a file does not have
+
+SCHED = "b_sched.v6.dat"
+
+
+def _script(tmp_path, pattern: str) -> str:
+    p = tmp_path / "events.py"
+    p.write_text("from tracewatch import on\n"
+                 f"@on({pattern!r})\n"
+                 "def handler(ev):\n"
+                 "    print(ev.name_)\n")
+    return str(p)
+
+
+def _run_over_file(capsys, script: str, name: str) -> tuple[int, str, str]:
+    from tracewatch.tools import run
+
+    rc = run.main([script, "-i", str(fixture_path(name))])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def capsysbinary_like(capsys):
+    """run_report reads bytes from capsysbinary; this adapts capsys (text) for one call."""
+    class Adapter:
+        def readouterr(self):
+            out, err = capsys.readouterr()
+            return out.encode(), err.encode()
+    return Adapter()
+
+
+def _kernel_knows(monkeypatch, names: list[str] | None) -> None:
+    """Make the local kernel's event list ``names`` (None: tracefs unreadable)."""
+    from tracewatch.sources import file
+
+    monkeypatch.setattr(file, "kernel_event_names", lambda: names)
+
+
+@pytest.mark.parametrize("pattern, close", [("sched:sched_swich", "sched:sched_switch"),
+                                            ("sched_swich", "sched:sched_switch"),
+                                            ("sched:sched_wakeup_nw*", "sched:sched_wakeup_new")])
+def test_misspelt_event_over_a_file_is_the_live_error(capsys, tmp_path, monkeypatch, pattern, close):
+    _kernel_knows(monkeypatch, ["sched:sched_switch", "sched:sched_wakeup_new", "irq:irq_handler_entry"])
+    rc, out, err = _run_over_file(capsys, _script(tmp_path, pattern), SCHED)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"tracewatch: error: {fixture_path(SCHED)}: unknown event {pattern!r}; did you mean ")
+    assert close in err
+    rc, out, err = run_report(capsysbinary_like(capsys), "--events", f"sched:*,{pattern}", str(fixture_path(SCHED)))
+    assert rc == 2 and err.startswith("tracewatch: error: ") and close in err and err.count("\n") == 1
+
+
+def test_glob_matching_nothing_anywhere_is_an_error(capsys, tmp_path, monkeypatch):
+    _kernel_knows(monkeypatch, ["sched:sched_switch", "irq:irq_handler_entry"])
+    rc, out, err = _run_over_file(capsys, _script(tmp_path, "*:*no_such_event*"), SCHED)
+    assert rc == 2 and err.count("\n") == 1
+    assert "unknown event '*:*no_such_event*'" in err and f"tracewatch list -i {fixture_path(SCHED)}" in err
+
+
+def test_event_the_kernel_has_but_the_file_not_is_a_note(capsys, tmp_path, monkeypatch):
+    _kernel_knows(monkeypatch, ["sched:sched_switch", "irq:irq_handler_entry", "irq:irq_handler_exit"])
+    for pattern in ("irq:irq_handler_entry", "irq:*"):
+        rc, out, err = _run_over_file(capsys, _script(tmp_path, pattern), SCHED)
+        assert rc == 0 and out == ""
+        assert err.startswith(f"tracewatch: note: {fixture_path(SCHED)} has no {pattern!r} events")
+        assert "error" not in err
+    rc, out, err = run_report(capsysbinary_like(capsys), "--events", "irq:*", str(fixture_path(SCHED)))
+    assert rc == 0 and out == b"cpus=2\n" and err.startswith("tracewatch: note: ")
+
+
+def test_without_a_readable_tracefs_a_missing_event_is_a_note(capsys, tmp_path, monkeypatch):
+    _kernel_knows(monkeypatch, None)
+    rc, out, err = _run_over_file(capsys, _script(tmp_path, "sched:sched_swich"), SCHED)
+    assert rc == 0 and out == ""
+    assert err.startswith("tracewatch: note: ") and "did you mean sched:sched_switch" in err
+    assert "tracefs is not readable" in err
+
+
+def test_events_the_file_has_need_no_kernel(capsys, tmp_path, monkeypatch):
+    def no_lookup():
+        raise AssertionError("the kernel's events were read although the file has the event")
+
+    from tracewatch.sources import file
+
+    monkeypatch.setattr(file, "kernel_event_names", no_lookup)
+    rc, out, err = _run_over_file(capsys, _script(tmp_path, "sched:sched_switch"), SCHED)
+    want = sum(" sched_switch: " in l for l in fixture_path(SCHED + ".report.txt").read_text().splitlines())
+    assert rc == 0 and err == "" and out.splitlines() == ["sched_switch"] * want
+
+
+def test_kernel_event_names_reads_the_local_tracefs():
+    from tracewatch.sources.file import kernel_event_names
+
+    names = kernel_event_names()
+    if names is None:
+        pytest.skip("tracefs is not readable here")
+    assert "sched:sched_switch" in names

@@ -10,18 +10,18 @@ the damaged pages and lists them in ``damage``).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import TraceFormatError
+from ..errors import TraceFormatError, TracewatchError
 from ..formats.context import TraceContext
 from ..formats.event_format import EventFormat
 from ..formats.tracedat import WHOLE_MERGE_BYTES, TraceDatReader
 from ..stream.batch import Event, EventBatch, split_type_index
 from ..stream.chunk import EventChunk
 
-__all__ = ["FileSource", "open_trace"]
+__all__ = ["FileSource", "open_trace", "check_event_patterns", "kernel_event_names"]
 
 
 def _matcher(pattern: str | None):
@@ -31,6 +31,52 @@ def _matcher(pattern: str | None):
 
     pats = [p.strip().replace("/", ":") for p in pattern.split(",") if p.strip()]
     return lambda fmt: any(pattern_matches(p, fmt) for p in pats)
+
+
+def kernel_event_names() -> list[str] | None:
+    """Every event the running kernel can trace (``system:event``), or None when tracefs
+    cannot be read here (not mounted, not permitted)."""
+    from .tracefs import TraceFS
+
+    try:
+        return TraceFS(mount=False).available_events()
+    except (TracewatchError, OSError):
+        return None
+
+
+def check_event_patterns(path: str, patterns: Iterable[str], formats: Mapping[int, EventFormat], *,
+                         kernel_events: Callable[[], list[str] | None] | None = None) -> list[str]:
+    """Check event patterns (a script's ``@on``, ``--events``) against the events a file
+    describes, as a live run checks them against the kernel's (``expand_event_globs``).
+
+    A pattern no event of the file matches raises the live run's "unknown event ...; did
+    you mean" error, naming the file, unless the kernel here knows such an event (a real
+    event the recording did not include): that, or tracefs being unreadable so that the
+    two cannot be told apart, is a note.  Returns the notes (lines for stderr).
+    ``kernel_events`` gives the kernel's events (default: :func:`kernel_event_names`).
+    """
+    from .tracefs import expand_event_globs, unknown_event_message
+
+    kernel_events = kernel_events or kernel_event_names
+
+    in_file = sorted({fmt.full_name for fmt in formats.values()})
+    listing = f"tracewatch list -i {path} shows its events"
+    kernel: list[str] | None = None
+    kernel_read = False
+    notes: list[str] = []
+    for pat in patterns:
+        if expand_event_globs([pat], in_file, allow_empty=True):
+            continue
+        if not kernel_read:
+            kernel, kernel_read = kernel_events(), True
+        if kernel is None:
+            notes.append(f"{path}: {unknown_event_message(pat, in_file, listing=listing)} "
+                         "(tracefs is not readable here to tell whether the kernel has it)")
+        elif expand_event_globs([pat], kernel, allow_empty=True):
+            notes.append(f"{path} has no {pat!r} events: the kernel has them, the recording did not include them")
+        else:
+            raise TracewatchError(f"{path}: {unknown_event_message(pat, in_file, listing=listing)}")
+    return notes
 
 
 class FileSource:
@@ -131,6 +177,11 @@ class FileSource:
             error = e
         self.damage = list(index.damage)
         return index, error
+
+    def check_events(self, patterns: Iterable[str]) -> list[str]:
+        """Notes for event patterns the file has no events of (see :func:`check_event_patterns`,
+        which raises for a pattern neither the file nor the kernel knows)."""
+        return check_event_patterns(self.path, patterns, self.reader.formats)
 
     def _buffers(self) -> list:
         return [self.reader.cpu_buffer(c)[0] for c in range(self.reader.cpus)]

@@ -271,7 +271,7 @@ def expand_event_globs(patterns: Iterable[str], available: list[str], *, allow_e
         else:
             hits = [a for a in available if fnmatch.fnmatchcase(a.partition(":")[2], pat)]
         if not hits and not allow_empty:
-            raise CaptureError(_unknown_event_message(pat, available, systems))
+            raise CaptureError(unknown_event_message(pat, available))
         for h in hits:
             if h not in seen:
                 seen.add(h)
@@ -279,8 +279,11 @@ def expand_event_globs(patterns: Iterable[str], available: list[str], *, allow_e
     return out
 
 
-def _unknown_event_message(pat: str, available: list[str], systems: list[str]) -> str:
-    """'unknown event X; did you mean A, B?' with difflib's closest names."""
+def unknown_event_message(pat: str, available: list[str], *,
+                          listing: str = "tracewatch list shows the available events") -> str:
+    """'unknown event X; did you mean A, B?' with difflib's closest names in ``available``
+    (``listing`` says where to look when none is close)."""
+    systems = sorted({a.partition(":")[0] for a in available})
     candidates: list[str] = []
     if ":" in pat:
         candidates = difflib.get_close_matches(pat, available, n=3, cutoff=0.6)
@@ -299,7 +302,7 @@ def _unknown_event_message(pat: str, available: list[str], systems: list[str]) -
     if candidates:
         msg += "; did you mean " + ", ".join(candidates[:3]) + "?"
     else:
-        msg += " (tracewatch list shows the available events)"
+        msg += f" ({listing})"
     return msg
 
 

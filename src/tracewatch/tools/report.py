@@ -21,6 +21,7 @@ from ..export.report_text import ReportFormatter, timestamps_in_usecs
 from ..formats.event_format import EventFormat, field_value
 from ..formats import tracedat
 from ..formats.tracedat import MergedIndex, TraceDatReader
+from ..sources.file import check_event_patterns
 
 __all__ = ["main", "build_parser"]
 
@@ -75,11 +76,16 @@ def _cpus(values: list[str] | None) -> set[int] | None:
     return out
 
 
+def event_globs(values: list[str] | None) -> list[str]:
+    """The globs of ``--events`` options (each a comma list)."""
+    return [g.strip() for v in values or () for g in v.split(",") if g.strip()]
+
+
 def event_matcher(globs: list[str] | None):
     """A predicate on EventFormat for ``--events`` globs (``sched:*``, ``sys_enter``, ``*:*open*``)."""
     if not globs:
         return None
-    pats = [g.strip() for v in globs for g in v.split(",") if g.strip()]
+    pats = event_globs(globs)
 
     def match(fmt: EventFormat) -> bool:
         full = f"{fmt.system}:{fmt.name}"
@@ -212,6 +218,9 @@ def _report(args: argparse.Namespace) -> int:
     path = args.input or args.file or "trace.dat"
     reader = TraceDatReader(path)
     cpus, match = _cpus(args.cpu), event_matcher(args.events)
+    # a misspelt --events glob is an error, as in a live run; one the recording left out, a note
+    for note in check_event_patterns(path, event_globs(args.events), reader.formats):
+        print(f"tracewatch: note: {note}", file=sys.stderr)
     shown = np.zeros(max(reader.cpus, 1), np.int64)
     damage: list[TraceFormatError] = []
     error: TraceFormatError | None = None

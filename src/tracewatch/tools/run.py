@@ -168,6 +168,9 @@ def _open_file(args: argparse.Namespace, rest: list[str]):
     source = FileSource(args.input, keep_going=args.keep_going)
     try:
         _bind_file_probes(args, runner.handlers, source)
+        # a misspelt event is the live run's error; one the recording left out, a note
+        for note in source.check_events(runner.handlers.live_events()[0]):
+            print(f"tracewatch: note: {note}", file=sys.stderr)
     except BaseException:
         source.close()
         raise
