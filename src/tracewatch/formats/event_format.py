@@ -208,8 +208,19 @@ def field_value(f: Field, payload: bytes | memoryview, little: bool = True) -> A
     return list(struct.unpack_from(f"{order}{n}{code}", data, 0))
 
 
-def parse_fields(text: str) -> list[Field]:
-    """Parse the ``field:`` lines of a format file (or of header_page)."""
+class _FieldError(ValueError):
+    """A field line that parses but cannot be right."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"field {field}: {why}")
+        self.field = field
+        self.why = why
+
+
+def parse_fields(text: str, *, check: bool = False) -> list[Field]:
+    """Parse the ``field:`` lines of a format file (or of header_page, whose ``data``
+    "scalar" is a page's worth of bytes); ``check``: raise for a ``signed:`` that is
+    neither 0 nor 1 (the rest is :func:`fields_problem`'s)."""
     fields: list[Field] = []
     for line in text.splitlines():
         m = _FIELD_RE.match(line)
@@ -251,18 +262,100 @@ def parse_fields(text: str) -> list[Field]:
             if not sm:
                 raise ValueError(f"cannot parse field declaration {decl!r}")
             ctype, name = sm.group("type").strip(), sm.group("name")
-        fields.append(
-            Field(name=name, type=ctype, offset=offset, size=size, signed=signed,
-                  array_len=array_len, data_loc=data_loc, rel_loc=rel_loc)
-        )
+        parsed = Field(name=name, type=ctype, offset=offset, size=size, signed=signed,
+                       array_len=array_len, data_loc=data_loc, rel_loc=rel_loc)
+        if check and m.group("signed") not in (None, "0", "1"):
+            raise _FieldError(name, f"signed:{m.group('signed')} is neither 0 nor 1")
+        fields.append(parsed)
     return fields
+
+
+#: how far into a record a field may reach: a __data_loc word counts its offset in 16 bits, and
+#: no kernel event's fixed part comes near that (a record lives in one ring-buffer page)
+MAX_RECORD_BYTES = 1 << 16
+
+#: C types whose size is the kernel's word size: 8 bytes on 64-bit kernels, 4 on 32-bit ones
+_WORD_SIZED = {"long", "unsigned long", "long int", "unsigned long int", "size_t", "ssize_t", "dma_addr_t",
+               "phys_addr_t", "uintptr_t", "intptr_t"}
+
+
+def _element_sizes(ctype: str) -> tuple[int, ...] | None:
+    """The sizes one element of type ``ctype`` may have (None: a type we cannot size, a struct)."""
+    t = ctype.replace("const ", "").replace("volatile ", "").strip()
+    if "*" in t or t in _WORD_SIZED:
+        return (4, 8)
+    size = _type_size(t)
+    return None if size is None else (size,)
+
+
+def field_problem(f: Field, *, last: bool = False) -> str | None:
+    """Why field ``f`` of a format file cannot be right, or None when it can.
+
+    Each check is one a real kernel's format passes, odd ones included: scalars are
+    1, 2, 4 or 8 bytes (a struct any size; the last field 0 bytes, older kernels' spelling
+    of ``char buf[]``), __data_loc/__rel_loc words 4, a fixed array's size is its length
+    times its element's size (word-sized elements: 4 or 8 bytes, 32-bit kernels; char
+    arrays: any length, kernels before 3.19 printed every array as ``char NAME[32]`` with
+    the true size in ``size:``, which decoding uses), and the field lies within
+    :data:`MAX_RECORD_BYTES`.
+    """
+    if f.offset + f.size > MAX_RECORD_BYTES:
+        return (f"offset {f.offset} + size {f.size} is past the largest possible record "
+                f"({MAX_RECORD_BYTES} bytes)")
+    if f.is_dynamic:
+        if f.size != 4:
+            kind = "__data_loc" if f.data_loc else "__rel_loc"
+            return f"size {f.size}: a {kind} field is a 4-byte word"
+        return None
+    if f.array_len is None:
+        if f.type.startswith(("struct ", "union ")) or (f.size == 0 and last) or f.size in _INT_CODES:
+            return None
+        return f"size {f.size}: a scalar ({f.type}) is 1, 2, 4 or 8 bytes"
+    if f.array_len == 0 or f.is_string:  # char buf[]: the rest of the record; char arrays: see above
+        return None
+    sizes = _element_sizes(f.type)
+    if sizes is None:
+        if f.size % f.array_len:
+            return f"size {f.size} is not {f.array_len} equal elements ({f.type} {f.name}[{f.array_len}])"
+        return None
+    if not any(f.size == f.array_len * es for es in sizes):
+        each = " or ".join(map(str, sizes))
+        return (f"size {f.size} is not {f.array_len} elements of {each} bytes "
+                f"({f.type} {f.name}[{f.array_len}])")
+    return None
+
+
+def fields_problem(fields: list[Field]) -> tuple[Field, str] | None:
+    """(field, why) for the first field of an event format that cannot be right
+    (:func:`field_problem`, or overlapping the common_* fields every record starts with)."""
+    for i, f in enumerate(fields):
+        why = field_problem(f, last=i == len(fields) - 1)
+        if why is not None:
+            return f, why
+    return _overlap_problem(fields)
+
+
+def _overlap_problem(fields: list[Field]) -> tuple[Field, str] | None:
+    """(field, why) when a field overlaps one of the common_* fields every record starts with
+    (the later of the two in the file is the one named)."""
+    for i, f in enumerate(fields):
+        for c in fields[:i]:
+            if not (c.name.startswith("common_") or f.name.startswith("common_")) or not (f.size and c.size):
+                continue
+            if f.offset < c.offset + c.size and c.offset < f.offset + f.size:
+                return f, (f"bytes {f.offset}..{f.offset + f.size - 1} overlap {c.name} "
+                           f"(bytes {c.offset}..{c.offset + c.size - 1})")
+    return None
 
 
 def parse_event_format(text: str, system: str | None = None, *, source: str | None = None) -> EventFormat:
     """Parse one tracefs ``format`` file.
 
     ``system`` is the directory the file came from (trace.dat stores it beside
-    the format text); ``source`` names the file for error messages.
+    the format text); ``source`` names the file for error messages.  Every field
+    is checked (:func:`fields_problem`): a damaged
+    format raises :class:`TraceFormatError` naming the event and the field, rather
+    than decoding every record wrongly.
     """
     name = None
     ev_id = None
@@ -280,9 +373,14 @@ def parse_event_format(text: str, system: str | None = None, *, source: str | No
     if name is None or ev_id is None:
         raise TraceFormatError("event format without a name: or ID: line", path=source)
     try:
-        fields = parse_fields(text)
+        fields = parse_fields(text, check=True)
+    except _FieldError as e:
+        raise TraceFormatError(f"event {name}, field {e.field}: {e.why}", path=source) from None
     except ValueError as e:
         raise TraceFormatError(f"event {name}: {e}", path=source) from None
+    problem = fields_problem(fields)
+    if problem is not None:
+        raise TraceFormatError(f"event {name}, field {problem[0].name}: {problem[1]}", path=source)
     return EventFormat(id=ev_id, system=system or "", name=name, fields=fields, print_fmt=print_fmt)
 
 
