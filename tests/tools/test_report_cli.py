@@ -225,3 +225,91 @@ def test_kernel_event_names_reads_the_local_tracefs():
     if names is None:
         pytest.skip("tracefs is not readable here")
     assert "sched:sched_switch" in names
+
+
+# ---------------------------------------------------------------- directories, pipes, standard input
+
+
+def test_directory_is_one_line_exit_2(capsysbinary, tmp_path):
+    rc, out, err = run_report(capsysbinary, str(tmp_path))
+    assert rc == 2 and out == b""
+    assert err == f"tracewatch: error: {tmp_path}: is a directory, not a trace.dat file\n"
+    from tracewatch.tools import run
+
+    script = tmp_path / "s.py"
+    script.write_text("from tracewatch import on\n@on('*')\ndef f(ev):\n    pass\n")
+    rc = run.main([str(script), "-i", str(tmp_path)])
+    _, err = capsysbinary.readouterr()
+    assert rc == 2 and err.decode() == f"tracewatch: error: {tmp_path}: is a directory, not a trace.dat file\n"
+
+
+def _stdin_of(monkeypatch, data: bytes) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("argv", [["-"], ["-i", "-"], ["--raw", "-"]])
+def test_standard_input_reads_like_the_file(capsysbinary, monkeypatch, argv):
+    name = "b_sched.v6.dat"
+    _stdin_of(monkeypatch, fixture_path(name).read_bytes())
+    rc, out, err = run_report(capsysbinary, *argv)
+    want = fixture_path(name + (".raw.txt" if "--raw" in argv else ".report.txt")).read_bytes()
+    assert rc == 0 and err == "" and out == want
+
+
+def test_damaged_standard_input_names_it(capsysbinary, monkeypatch):
+    _stdin_of(monkeypatch, fixture_path("a_syscalls.v6.dat").read_bytes()[:100_000])
+    rc, out, err = run_report(capsysbinary, "-")
+    assert rc == 2 and err.startswith("tracewatch: error: standard input: CPU ") and "Traceback" not in err
+    assert "/proc/self/fd" not in err
+    _stdin_of(monkeypatch, b"")
+    rc, out, err = run_report(capsysbinary, "-")
+    assert rc == 2 and err.startswith("tracewatch: error: standard input: ") and out == b""
+
+
+def test_fifo_is_read_whole(capsysbinary, tmp_path):
+    import os
+    import threading
+
+    name = "c_markers.v6.dat"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = fixture_path(name).read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        rc, out, err = run_report(capsysbinary, str(fifo))
+    finally:
+        writer.join()
+    assert rc == 0 and err == "" and out == fixture_path(name + ".report.txt").read_bytes()
+
+
+def test_run_over_standard_input(capsys, monkeypatch, tmp_path):
+    from tracewatch.tools import run
+
+    name = "b_sched.v6.dat"
+    _stdin_of(monkeypatch, fixture_path(name).read_bytes())
+    script = tmp_path / "count.py"
+    script.write_text("from tracewatch import on, at_end\nn = []\n"
+                      "@on('sched:sched_switch')\ndef f(ev):\n    n.append(ev.next_pid)\n"
+                      "@at_end\ndef end():\n    print(len(n))\n")
+    rc = run.main([str(script), "-i", "-"])
+    out, err = capsys.readouterr()
+    want = sum(" sched_switch: " in l for l in fixture_path(name + ".report.txt").read_text().splitlines())
+    assert rc == 0 and err == "" and out == f"{want}\n"
+
+
+def test_cat_into_dev_stdin(tmp_path):
+    """`cat x.dat | tracewatch report /dev/stdin`, as a shell runs it."""
+    name = "b_sched.v6.dat"
+    with open(fixture_path(name), "rb") as src:
+        r = subprocess.run(f"cat | {sys.executable} -m tracewatch report /dev/stdin", shell=True, stdin=src,
+                           capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == fixture_path(name + ".report.txt").read_bytes()

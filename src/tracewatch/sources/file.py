@@ -10,6 +10,11 @@ the damaged pages and lists them in ``damage``).
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import sys
+import tempfile
 from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -21,7 +26,57 @@ from ..formats.tracedat import WHOLE_MERGE_BYTES, TraceDatReader
 from ..stream.batch import Event, EventBatch, split_type_index
 from ..stream.chunk import EventChunk
 
-__all__ = ["FileSource", "open_trace", "check_event_patterns", "kernel_event_names"]
+__all__ = ["FileSource", "open_trace", "open_reader", "check_event_patterns", "kernel_event_names"]
+
+#: what ``-`` reads, as trace-cmd's ``-i -`` does
+STDIN = "-"
+
+
+def open_reader(path: str, **kwargs) -> TraceDatReader:
+    """A :class:`TraceDatReader` of the input a user named: a file, ``-`` (standard input)
+    or a pipe such as ``/dev/stdin`` of ``cat x.dat | ...``; a directory is a clear error.
+
+    A trace.dat is read at random (sections, then each CPU's pages), so an input that
+    cannot seek is first copied to an unlinked temporary file (``$TMPDIR``); the
+    reader and its errors still name the input as given.
+    """
+    if path != STDIN:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise TraceFormatError(f"cannot open: {e.strerror}", path=path) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise TraceFormatError("is a directory, not a trace.dat file", path=path)
+        if stat.S_ISREG(st.st_mode):
+            return TraceDatReader(path, **kwargs)
+    name = "standard input" if path == STDIN else path
+    with _spooled(path, name) as spool:
+        spool_path = f"/proc/self/fd/{spool.fileno()}"
+        try:
+            reader = TraceDatReader(spool_path, **kwargs)
+        except TraceFormatError as e:
+            e.path = name if e.path == spool_path else e.path
+            raise
+    reader.path = name  # the mapping keeps the unlinked copy alive; messages name the input
+    return reader
+
+
+def _spooled(path: str, name: str):
+    """An unlinked temporary file holding everything ``path`` (``-``: stdin) yields;
+    ``name`` is the input in messages."""
+    spool = tempfile.TemporaryFile(prefix="tracewatch-input-")
+    try:
+        if path == STDIN:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        else:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, spool, 1 << 20)
+        spool.flush()
+    except OSError as e:
+        spool.close()
+        raise TraceFormatError(f"cannot copy the input to a temporary file ($TMPDIR): {e.strerror}",
+                               path=name) from None
+    return spool
 
 
 def _matcher(pattern: str | None):
@@ -87,7 +142,7 @@ class FileSource:
     def __init__(self, path: str, *, keep_going: bool = False, chunk_events: int = 262_144,
                  whole_bytes: int = WHOLE_MERGE_BYTES, window_pages: int = 1024) -> None:
         self.path = path
-        self.reader = TraceDatReader(path)
+        self.reader = open_reader(path)
         self.keep_going = keep_going
         self.chunk_events = chunk_events
         #: files with more bytes of event pages than this are merged in windows by chunks() ...
@@ -213,7 +268,7 @@ class FileSource:
 
 
 def open_trace(path: str, *, keep_going: bool = False) -> FileSource:
-    """Open a trace.dat file for reading events::
+    """Open a trace.dat file (or ``-``, standard input) for reading events::
 
         with tracewatch.open_trace("trace.dat") as t:
             for ev in t.events("sched:sched_switch"):

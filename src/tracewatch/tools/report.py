@@ -21,7 +21,7 @@ from ..export.report_text import ReportFormatter, timestamps_in_usecs
 from ..formats.event_format import EventFormat, field_value
 from ..formats import tracedat
 from ..formats.tracedat import MergedIndex, TraceDatReader
-from ..sources.file import check_event_patterns
+from ..sources.file import check_event_patterns, open_reader
 
 __all__ = ["main", "build_parser"]
 
@@ -34,6 +34,7 @@ examples:
                                               # only the sched events (globs, comma lists)
   tracewatch report --json trace.dat | jq .   # one JSON object per event
   tracewatch report --keep-going bad.dat      # skip damaged pages instead of stopping
+  zstdcat trace.dat.zst | tracewatch report - # standard input (or /dev/stdin, any pipe)
 """
 
 
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", nargs="?", help="trace.dat file (default: trace.dat)")
-    p.add_argument("-i", dest="input", metavar="FILE", help="trace.dat file (as trace-cmd report -i)")
+    p.add_argument("file", nargs="?", help="trace.dat file, '-' for standard input (default: trace.dat)")
+    p.add_argument("-i", dest="input", metavar="FILE", help="trace.dat file (as trace-cmd report -i; '-': stdin)")
     p.add_argument("-R", "--raw", action="store_true", help="print fields as field=value (trace-cmd report -R)")
     p.add_argument("--cpu", action="append", metavar="N", help="only these CPUs (repeat or comma list)")
     p.add_argument("--events", "-e", action="append", metavar="GLOB",
@@ -216,7 +217,7 @@ PART_EVENTS = 1 << 20
 
 def _report(args: argparse.Namespace) -> int:
     path = args.input or args.file or "trace.dat"
-    reader = TraceDatReader(path)
+    reader = open_reader(path)
     cpus, match = _cpus(args.cpu), event_matcher(args.events)
     # a misspelt --events glob is an error, as in a live run; one the recording left out, a note
     for note in check_event_patterns(path, event_globs(args.events), reader.formats):
