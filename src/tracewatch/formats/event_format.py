@@ -163,6 +163,19 @@ class EventFormat:
         return max((f.offset + f.size for f in self.fields), default=0)
 
     @property
+    def min_record_size(self) -> tuple[int, Field | None]:
+        """(bytes, field): the fewest bytes a record of this event has, and the field that
+        needs them: every field whole, except that a final array may be cut short (the
+        kernel writes only the entries it took of kernel_stack's ``caller[8]``) but starts
+        within the record."""
+        need, by = 0, None
+        for i, f in enumerate(self.fields):
+            end = f.offset if (f.is_array and not f.is_dynamic and i == len(self.fields) - 1) else f.offset + f.size
+            if end > need:
+                need, by = end, f
+        return need, by
+
+    @property
     def has_dynamic(self) -> bool:
         return any(f.is_dynamic or f.array_len == 0 for f in self.fields)
 

@@ -26,7 +26,8 @@ from ..formats.tracedat import WHOLE_MERGE_BYTES, TraceDatReader
 from ..stream.batch import Event, EventBatch, split_type_index
 from ..stream.chunk import EventChunk
 
-__all__ = ["FileSource", "open_trace", "open_reader", "check_event_patterns", "kernel_event_names"]
+__all__ = ["FileSource", "open_trace", "open_reader", "check_event_patterns", "kernel_event_names",
+           "short_records"]
 
 #: what ``-`` reads, as trace-cmd's ``-i -`` does
 STDIN = "-"
@@ -134,6 +135,35 @@ def check_event_patterns(path: str, patterns: Iterable[str], formats: Mapping[in
     return notes
 
 
+def short_records(path: str, formats: Mapping[int, EventFormat], type_id: np.ndarray, length: np.ndarray,
+                  cpu: np.ndarray, order: np.ndarray | None = None) -> tuple[int, TraceFormatError] | None:
+    """(row, error) for the first record too short for its event's format
+    (``EventFormat.min_record_size``), or None: then the format or the data is damaged,
+    and every value read past the record's end would be wrong.  The arrays describe the
+    records; "first" is in their order, or that of ``order`` (merged positions).
+    The caller delivers the events before that record, then raises the error."""
+    if not len(type_id):
+        return None
+    present = np.flatnonzero(np.bincount(type_id))
+    need = np.zeros(int(present[-1]) + 1, np.int64)
+    for t in present.tolist():
+        fmt = formats.get(t)
+        if fmt is not None:
+            need[t] = fmt.min_record_size[0]
+    short = length < need[type_id]
+    if not short.any():
+        return None
+    rows = np.flatnonzero(short)
+    first = int(rows[0] if order is None else rows[np.argmin(order[rows])])
+    fmt = formats[int(type_id[first])]
+    size, field = fmt.min_record_size
+    name = field.name if field is not None else "?"
+    return first, TraceFormatError(
+        f"event {fmt.name}: {len(rows)} records are shorter than its format says (the first has "
+        f"{int(length[first])} bytes; its field {name} needs {size}): the format or the data is damaged",
+        path=path, cpu=int(cpu[first]))
+
+
 class FileSource:
     """Events of a trace.dat file, ``chunk_events`` at a time."""
 
@@ -181,7 +211,12 @@ class FileSource:
                     self.damage = list(end.value or [])
                     return
                 self.damage = list(part.damage)
+                short = short_records(self.path, self.reader.formats, part.type_id, part.length, part.cpu)
+                if short is not None:
+                    part = part.take(slice(0, short[0]))
                 yield EventChunk.from_index(self.context, buffers, part, self.reader.little_endian)
+                if short is not None:
+                    raise short[1]
         except TraceFormatError as e:
             self.damage = list(getattr(e, "damage", None) or [e])
             raise
@@ -195,11 +230,12 @@ class FileSource:
                 for batch, _pos in chunk.batches(only=only):
                     yield batch
             return
-        index, error = self._type_index(events)
+        index, error, stop = self._type_index(events)
         buffers = self._buffers()
-        for start in range(0, index.total, self.chunk_events):
+        for start in range(0, stop, self.chunk_events):
             for batch, _pos in split_type_index(self.context, buffers, index, start=start,
-                                                stop=start + self.chunk_events, little=self.reader.little_endian):
+                                                stop=min(start + self.chunk_events, stop),
+                                                little=self.reader.little_endian):
                 yield batch
         if error is not None:
             raise error
@@ -212,8 +248,8 @@ class FileSource:
         The fast path: the merge writes each event straight into its type's rows
         (``TraceDatReader.type_index``); the merged arrays are never built.
         """
-        index, error = self._type_index(events, only)
-        yield from split_type_index(self.context, self._buffers(), index, little=self.reader.little_endian)
+        index, error, stop = self._type_index(events, only)
+        yield from split_type_index(self.context, self._buffers(), index, stop=stop, little=self.reader.little_endian)
         if error is not None:
             raise error
 
@@ -231,7 +267,12 @@ class FileSource:
                 raise
             error = e
         self.damage = list(index.damage)
-        return index, error
+        # (index, error, stop): the events before merged position `stop` are good, then raise `error`
+        short = short_records(self.path, formats, np.repeat(index.type_id, np.diff(index.bounds)), index.length,
+                              index.cpu, order=index.pos)
+        if short is not None:
+            return index, short[1], int(index.pos[short[0]])
+        return index, error, index.total
 
     def check_events(self, patterns: Iterable[str]) -> list[str]:
         """Notes for event patterns the file has no events of (see :func:`check_event_patterns`,

@@ -21,7 +21,7 @@ from ..export.report_text import ReportFormatter, timestamps_in_usecs
 from ..formats.event_format import EventFormat, field_value
 from ..formats import tracedat
 from ..formats.tracedat import MergedIndex, TraceDatReader
-from ..sources.file import check_event_patterns, open_reader
+from ..sources.file import check_event_patterns, open_reader, short_records
 
 __all__ = ["main", "build_parser"]
 
@@ -239,10 +239,15 @@ def _report(args: argparse.Namespace) -> int:
                     damage = end.value or []
                     return
                 damage = part.damage
+                short = short_records(path, reader.formats, part.type_id, part.length, part.cpu)
+                if short is not None:  # the events before the first, then its error
+                    part = part.take(slice(0, short[0]))
                 part = select(part, reader.formats, cpus, match)
                 if len(part):
                     shown[: reader.cpus] += np.bincount(part.cpu, minlength=reader.cpus)[: reader.cpus]
                     yield part
+                if short is not None:
+                    raise short[1]
         except TraceFormatError as e:
             if getattr(e, "damage", None) is None:
                 raise
