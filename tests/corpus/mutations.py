@@ -123,6 +123,10 @@ ELF_HEADER = (b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 
                                                                  64, 56, 0, 64, 0, 0))
 PERF_DATA = b"PERFILE2" + struct.pack("<QQQ", 104, 136, 0) + bytes(256)
 
+def _stem(fixture: str) -> str:
+    return fixture.split(".")[0].split("_", 1)[1] + "-" + fixture.split(".")[1]
+
+
 SYSCALLS, SCHED, MARKERS, MIXED, MIXED_V7 = ("a_syscalls.v6.dat", "b_sched.v6.dat", "c_markers.v6.dat",
                                              "e_mixed.v6.dat", "e_mixed.v7z.dat")
 
@@ -139,10 +143,13 @@ CASES: list[Case] = [
     Case("big-endian-flag", SCHED, set_bytes(12, b"\x01")),
     # cut short
     *[Case(f"truncate-{n}", SCHED, truncate(n)) for n in (1, 3, 10, 12, 13, 17, 100, 4096)],
-    *[Case(f"truncate-{f:g}", name, truncate(f)) for name in (SYSCALLS, MIXED_V7) for f in (0.01, 0.1, 0.5, 0.99)],
+    *[Case(f"{_stem(name)}-truncate-{f:g}", name, truncate(f)) for name in (SYSCALLS, MIXED_V7)
+      for f in (0.01, 0.1, 0.5, 0.99)],
     # holes
-    *[Case(f"zero-{f:g}-{n}", name, zero_range(f, n)) for name in (SCHED, MIXED_V7)
+    *[Case(f"{_stem(name)}-zero-{f:g}-{n}", name, zero_range(f, n)) for name in (SCHED, MIXED_V7)
       for f, n in ((0.0, 64), (0.02, 512), (0.3, 4096), (0.7, 100), (0.95, 4096))],
+    # a format text with a hole in it
+    Case("sys-enter-format-zeroed", SYSCALLS, lambda d: zero_range(format_span(d, "sys_enter")[0] + 120, 40)(d)),
     # format files: sizes, offsets, lengths, signedness that contradict each other
     Case("args-length-5", SYSCALLS, declaration("sys_enter", "unsigned long args[6]", "unsigned long args[5]"),
          names=("sys_enter", "args")),
@@ -177,3 +184,5 @@ CASES += [
     Case("prev-comm-offset-4090", SCHED, field_attr("sched_switch", "prev_comm", "offset", "4090")),
     Case("filename-offset-65530", SCHED, field_attr("sched_process_exec", "filename", "offset", "65530")),
 ]
+
+assert len({c.name for c in CASES}) == len(CASES), "corpus case names must be unique"

@@ -232,12 +232,17 @@ class _FieldError(ValueError):
 
 def parse_fields(text: str, *, check: bool = False) -> list[Field]:
     """Parse the ``field:`` lines of a format file (or of header_page, whose ``data``
-    "scalar" is a page's worth of bytes); ``check``: raise for a ``signed:`` that is
-    neither 0 nor 1 (the rest is :func:`fields_problem`'s)."""
+    "scalar" is a page's worth of bytes); ``check``: raise for NUL bytes, a ``field:``
+    line that does not parse, a ``signed:`` that is neither 0 nor 1 (the rest is
+    :func:`fields_problem`'s)."""
     fields: list[Field] = []
+    if check and "\0" in text:
+        raise ValueError("the format text has NUL bytes in it")
     for line in text.splitlines():
         m = _FIELD_RE.match(line)
         if not m:
+            if check and line.lstrip().startswith("field:"):  # a field would go missing unseen
+                raise ValueError(f"cannot parse field line {line.strip()[:80]!r}")
             continue
         decl = m.group("decl").strip()
         offset = int(m.group("offset"))
