@@ -158,3 +158,18 @@ def test_values_of_a_checked_format_round_trip():
     payload = struct.pack("<HBBi", 77, 0, 0, 42) + struct.pack("<q6QI", -5, *range(6), (3 << 16) | 68) + b"ab\0"
     got = fmt.unpack(payload)
     assert got["id"] == -5 and got["args"] == [0, 1, 2, 3, 4, 5] and got["name"] == "ab"
+
+
+def test_every_format_of_every_fixture_parses():
+    """Real files of other machines and years (third-party/: a 2014 32-bit ARM kernel's
+    char NAME[32] arrays, arm64, v7) must all pass the checks."""
+    from tests.conftest import FIXTURES
+    from tracewatch.formats.tracedat import TraceDatReader
+
+    files = sorted(FIXTURES.glob("**/*.dat"))
+    if not files:
+        pytest.skip(f"no fixtures in {FIXTURES}")
+    for path in files:
+        reader = TraceDatReader(path)
+        for type_id in list(reader.formats):
+            assert reader.formats[type_id].id == type_id
