@@ -83,6 +83,8 @@ def check(case: Case, path, tool: str, rc: int, out: list[str], err: str, good: 
         assert len(after) <= 1 and all(l.startswith("hint: ") for l in after), err
     else:
         assert not errors, err
+    if tool == "run" and errors:
+        assert "each_event.py" not in errors[0], f"the damage is blamed on the script: {err}"
     if case.names is not None:
         assert rc == 2, f"{case.name}: damaged format not reported ({tool})"
         for word in case.names:
@@ -112,3 +114,32 @@ def test_run(case: Case, tmp_path, capsysbinary, script):
     path.write_bytes(case.build(FIXTURES))
     rc, out, err = _tool(capsysbinary, ["run", script, "-i", str(path)])
     check(case, path, "run", rc, out, err, _undamaged("run", case.fixture, script))
+
+
+@pytest.mark.parametrize("how", ["chunks", "batches", "split"])
+def test_file_source_gives_the_events_before_the_first_short_record(tmp_path, how):
+    """A format whose field lies past its records' end: every event before the first such
+    record is delivered, then the error, whichever way a FileSource is read."""
+    from tracewatch.errors import TraceFormatError
+    from tracewatch.sources.file import FileSource
+
+    case = next(c for c in CASES if c.name == "prev-comm-offset-4090")
+    path = tmp_path / "short.dat"
+    path.write_bytes(case.build(FIXTURES))
+    report = (FIXTURES / case.fixture).with_name(case.fixture + ".report.txt").read_text().splitlines()[1:]
+    before = next(i for i, line in enumerate(report) if " sched_switch: " in line)
+    assert before > 0
+    got = 0
+    with FileSource(str(path)) as source, pytest.raises(TraceFormatError) as err:
+        if how == "chunks":
+            for chunk in source.chunks():
+                got += len(chunk)
+        elif how == "batches":
+            for batch in source.batches():
+                got += len(batch)
+        else:
+            for batch, positions in source.split():
+                got += len(batch)
+                assert positions.max() < before
+    assert got == before
+    assert str(err.value).startswith(f"{path}: CPU ") and "event sched_switch" in str(err.value)
