@@ -136,16 +136,16 @@ def check_event_patterns(path: str, patterns: Iterable[str], formats: Mapping[in
 
 
 def short_records(path: str, formats: Mapping[int, EventFormat], type_id: np.ndarray, length: np.ndarray,
-                  cpu: np.ndarray, order: np.ndarray | None = None) -> tuple[int, TraceFormatError] | None:
+                  cpu: np.ndarray) -> tuple[int, TraceFormatError] | None:
     """(row, error) for the first record too short for its event's format
-    (``EventFormat.min_record_size``), or None: then the format or the data is damaged,
-    and every value read past the record's end would be wrong.  The arrays describe the
-    records; "first" is in their order, or that of ``order`` (merged positions).
-    The caller delivers the events before that record, then raises the error."""
+    (``EventFormat.min_record_size``), or None.  Such a record means the format or the
+    data is damaged, and every value read past the record's end would be wrong.  The
+    arrays describe the records in merged order; the caller delivers the events before
+    that row, then raises the error."""
     if not len(type_id):
         return None
     present = np.flatnonzero(np.bincount(type_id))
-    need = np.zeros(int(present[-1]) + 1, np.int64)
+    need = np.zeros(int(present[-1]) + 1, np.int32)
     for t in present.tolist():
         fmt = formats.get(t)
         if fmt is not None:
@@ -153,15 +153,39 @@ def short_records(path: str, formats: Mapping[int, EventFormat], type_id: np.nda
     short = length < need[type_id]
     if not short.any():
         return None
-    rows = np.flatnonzero(short)
-    first = int(rows[0] if order is None else rows[np.argmin(order[rows])])
-    fmt = formats[int(type_id[first])]
+    first = int(np.argmax(short))
+    same_type = int(np.count_nonzero(short & (type_id == type_id[first])))
+    return first, _short_record_error(path, formats[int(type_id[first])], same_type, int(length[first]),
+                                      int(cpu[first]))
+
+
+def short_records_by_type(path: str, formats: Mapping[int, EventFormat], index) -> tuple[int, TraceFormatError] | None:
+    """:func:`short_records` of a ``TypeIndex`` (rows grouped by type, each type's in merged
+    order): (merged position, error) of the first short record, or None."""
+    found: tuple[int, TraceFormatError] | None = None
+    for k, t in enumerate(index.type_id.tolist()):
+        fmt = formats.get(t)
+        lo, hi = int(index.bounds[k]), int(index.bounds[k + 1])
+        if fmt is None or hi <= lo:
+            continue
+        lengths = index.length[lo:hi]
+        need = fmt.min_record_size[0]
+        if lengths.min() >= need:
+            continue
+        short = np.flatnonzero(lengths < need)
+        row = lo + int(short[0])
+        pos = int(index.pos[row])
+        if found is None or pos < found[0]:
+            found = pos, _short_record_error(path, fmt, len(short), int(index.length[row]), int(index.cpu[row]))
+    return found
+
+
+def _short_record_error(path: str, fmt: EventFormat, count: int, length: int, cpu: int) -> TraceFormatError:
     size, field = fmt.min_record_size
     name = field.name if field is not None else "?"
-    return first, TraceFormatError(
-        f"event {fmt.name}: {len(rows)} records are shorter than its format says (the first has "
-        f"{int(length[first])} bytes; its field {name} needs {size}): the format or the data is damaged",
-        path=path, cpu=int(cpu[first]))
+    return TraceFormatError(
+        f"event {fmt.name}: {count} records are shorter than its format says (the first has {length} "
+        f"bytes; its field {name} needs {size}): the format or the data is damaged", path=path, cpu=cpu)
 
 
 class FileSource:
@@ -268,10 +292,9 @@ class FileSource:
             error = e
         self.damage = list(index.damage)
         # (index, error, stop): the events before merged position `stop` are good, then raise `error`
-        short = short_records(self.path, formats, np.repeat(index.type_id, np.diff(index.bounds)), index.length,
-                              index.cpu, order=index.pos)
+        short = short_records_by_type(self.path, formats, index)
         if short is not None:
-            return index, short[1], int(index.pos[short[0]])
+            return index, short[1], short[0]
         return index, error, index.total
 
     def check_events(self, patterns: Iterable[str]) -> list[str]:
