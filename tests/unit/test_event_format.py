@@ -86,6 +86,8 @@ DAMAGED = {
     "array length 5 of 48 bytes": (["long id;8;8;1", "unsigned long args[5];16;48;0"], "args"),
     "array size 40 of 6 longs": (["long id;8;8;1", "unsigned long args[6];16;40;0"], "args"),
     "array size 0": (["unsigned int vals[4];8;0;0"], "vals"),
+    "char array size 0": (["char comm[16];8;0;0"], "comm"),
+    "struct array size 0": (["struct foo items[3];8;0;0"], "items"),
     "u32 array of 6 bytes, symbolic length": (["u32 vals[LEN];8;6;0"], "vals"),
     "struct array not a whole number": (["struct foo items[3];8;10;0"], "items"),
     "scalar of 3 bytes": (["int pid;8;3;1"], "pid"),

@@ -329,7 +329,11 @@ def field_problem(f: Field, *, last: bool = False) -> str | None:
         if f.type.startswith(("struct ", "union ")) or (f.size == 0 and last) or f.size in _INT_CODES:
             return None
         return f"size {f.size}: a scalar ({f.type}) is 1, 2, 4 or 8 bytes"
-    if f.array_len == 0 or f.is_string:  # char buf[]: the rest of the record; char arrays: see above
+    if f.array_len == 0:  # char buf[]: the rest of the record, whatever its size says
+        return None
+    if f.size == 0:
+        return f"size 0 for {f.array_len} elements ({f.type} {f.name}[{f.array_len}])"
+    if f.is_string:  # char arrays: any length, see above
         return None
     sizes = _element_sizes(f.type)
     if sizes is None:
@@ -371,9 +375,9 @@ def parse_event_format(text: str, system: str | None = None, *, source: str | No
 
     ``system`` is the directory the file came from (trace.dat stores it beside
     the format text); ``source`` names the file for error messages.  Every field
-    is checked (:func:`fields_problem`): a damaged
-    format raises :class:`TraceFormatError` naming the event and the field, rather
-    than decoding every record wrongly.
+    is checked (:func:`fields_problem`): a damaged format raises
+    :class:`TraceFormatError` naming the event and the field, rather than decoding
+    every record wrongly.
     """
     name = None
     ev_id = None
