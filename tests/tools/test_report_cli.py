@@ -313,3 +313,20 @@ def test_cat_into_dev_stdin(tmp_path):
                            capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == fixture_path(name + ".report.txt").read_bytes()
+
+
+def test_file_and_live_say_unknown_events_in_the_same_words():
+    from tracewatch.errors import CaptureError, TracewatchError
+    from tracewatch.formats.tracedat import TraceDatReader
+    from tracewatch.sources.file import check_event_patterns
+    from tracewatch.sources.tracefs import expand_event_globs
+
+    path = str(fixture_path(SCHED))
+    formats = TraceDatReader(path).formats
+    names = sorted(f.full_name for f in formats.values())
+    for pattern in ("sched:sched_swich", "sched_wakeup_nw", "schd:*"):
+        with pytest.raises(CaptureError) as live:
+            expand_event_globs([pattern], names)  # what a live run says, were these the kernel's events
+        with pytest.raises(TracewatchError) as over_file:
+            check_event_patterns(path, [pattern], formats, kernel_events=lambda: ["irq:irq_handler_entry"])
+        assert str(over_file.value) == f"{path}: {live.value}"
