@@ -330,3 +330,11 @@ def test_file_and_live_say_unknown_events_in_the_same_words():
         with pytest.raises(TracewatchError) as over_file:
             check_event_patterns(path, [pattern], formats, kernel_events=lambda: ["irq:irq_handler_entry"])
         assert str(over_file.value) == f"{path}: {live.value}"
+
+
+def test_a_cpu_the_file_does_not_have_is_an_error(capsysbinary):
+    path = str(fixture_path(SCHED))
+    rc, out, err = run_report(capsysbinary, "--cpu", "0,7", path)
+    assert rc == 2 and out == b"" and err == f"tracewatch: error: --cpu 7: {path} has CPUs 0-1\n"
+    rc, out, err = run_report(capsysbinary, "--cpu", "1", path)
+    assert rc == 0 and len(out.splitlines()) > 100

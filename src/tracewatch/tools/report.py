@@ -16,7 +16,7 @@ from typing import IO, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..cli import run_tool
-from ..errors import TraceFormatError
+from ..errors import TraceFormatError, TracewatchError
 from ..export.report_text import ReportFormatter, timestamps_in_usecs
 from ..formats.event_format import EventFormat, field_value
 from ..formats import tracedat
@@ -219,6 +219,8 @@ def _report(args: argparse.Namespace) -> int:
     path = args.input or args.file or "trace.dat"
     reader = open_reader(path)
     cpus, match = _cpus(args.cpu), event_matcher(args.events)
+    if cpus is not None and max(cpus) >= reader.cpus:  # else an empty report that looks like an idle CPU
+        raise TracewatchError(f"--cpu {max(cpus)}: {path} has CPUs 0-{reader.cpus - 1}")
     # a misspelt --events glob is an error, as in a live run; one the recording left out, a note
     for note in check_event_patterns(path, event_globs(args.events), reader.formats):
         print(f"tracewatch: note: {note}", file=sys.stderr)
