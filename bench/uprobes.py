@@ -1,6 +1,7 @@
 """Uprobe overhead: what a probed call costs the traced program, in ns per call.
 
 Usage (root, tracefs with uprobes, gcc): python bench/uprobes.py [CALLS]
+       python bench/uprobes.py --install [N]   (root; set-up cost of N libc probes, default 3000)
 
 Builds a small C program that calls an empty noinline function CALLS times
 (default 200000) and times the loop itself (clock_gettime), then runs it:
@@ -9,6 +10,11 @@ with entry + return uprobes (what funclatency and calls do), each through a
 LiveSession that reads every event, best of 3 runs.  Prints the loop's ns
 per call for each, the overhead over the untraced run, and the events seen
 and lost.
+
+``--install N`` times the set-up of many probes instead, what
+``funccount 'libc:*'`` pays before its first event: defining N entry uprobes
+on libc functions in a private instance, enabling them there, and removing
+them all again (close).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 PROG_C = r"""
 #include <stdio.h>
@@ -64,7 +71,33 @@ def run_traced(prog: str, calls: int, result: str, specs: list[str]) -> tuple[in
     return _loop_ns(result), seen, lost
 
 
+def time_install(count: int) -> int:
+    """Print how long defining, enabling and removing ``count`` libc uprobes takes."""
+    from tracewatch.sources.tracefs import Instance
+    from tracewatch.sources.uprobes import ProbeSet
+
+    probes = ProbeSet.from_specs(["libc:*"], max_probes=100_000)
+    probes.probes = probes.probes[:count]
+    t0 = time.perf_counter()
+    with Instance() as inst:
+        t1 = time.perf_counter()
+        events = probes.install(inst)
+        t2 = time.perf_counter()
+        enabled = inst.enable(events)
+        t3 = time.perf_counter()
+    t4 = time.perf_counter()
+    print(f"{len(probes.probes)} libc uprobes (kernel {os.uname().release}): instance {t1 - t0:.2f} s, "
+          f"define {t2 - t1:.2f} s, enable {t3 - t2:.2f} s ({len(enabled)} enabled), "
+          f"remove {t4 - t3:.2f} s, total {t4 - t0:.2f} s")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--install":
+        if os.geteuid() != 0:
+            print("bench/uprobes.py needs root (tracefs instances and uprobes)", file=sys.stderr)
+            return 2
+        return time_install(int(argv[1]) if len(argv) > 1 else 3000)
     calls = int(argv[0]) if argv else 200_000
     if os.geteuid() != 0:
         print("bench/uprobes.py needs root (tracefs instances and uprobes)", file=sys.stderr)

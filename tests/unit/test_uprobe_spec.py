@@ -134,9 +134,12 @@ def test_resolve_and_install_definitions():
         def __init__(self):
             self.lines = []
 
-        def add_uprobe(self, event, location, fetchargs="", *, ret=False):
-            self.lines.append(f"{'r' if ret else 'p'}:{self.uprobe_group}/{event} {location} {fetchargs}".rstrip())
-            return f"{self.uprobe_group}:{event}"
+        def add_uprobes(self, probes):
+            names = []
+            for event, location, fetchargs, ret in probes:
+                self.lines.append(f"{'r' if ret else 'p'}:{self.uprobe_group}/{event} {location} {fetchargs}".rstrip())
+                names.append(f"{self.uprobe_group}:{event}")
+            return names
 
     probes = ProbeSet.from_specs(["libc:malloc(size=arg1)", "libc:__libc_malloc", "libc:free"], both=True)
     # __libc_malloc is malloc (same address): one probe, not two

@@ -1,8 +1,10 @@
 """tracefs control: find the mount, own a private tracing instance, leave no trace.
 
 tracewatch never changes the global tracing state.  Every run creates its own
-instance, ``instances/tracewatch-<pid>-<n>``, configures and reads that, and
-removes it again (:class:`Instance`).  Removal happens on every exit path:
+instance, ``instances/tracewatch-<pid>-<start>-<n>``, configures and reads that,
+and removes it again (:class:`Instance`).  ``<start>`` is the owner's start time
+(field 22 of ``/proc/PID/stat``): with the pid it names one process for good,
+even once the pid is reused.  Removal happens on every exit path:
 
 * ``with Instance() as inst:`` / ``inst.close()`` (idempotent);
 * ``atexit``, for a program that forgets to close;
@@ -10,12 +12,19 @@ removes it again (:class:`Instance`).  Removal happens on every exit path:
   unwinding: the handler cleans up, then dies of the signal as before;
   SIGINT keeps Python's ``KeyboardInterrupt``, which unwinds through the
   ``with`` blocks and ``atexit`` (so a tool can still drain and report);
+* a second signal while the instance is being removed waits until it is gone
+  (:func:`_signals_held`);
 * SIGKILL cannot be caught: the next start removes instances and uprobes whose
-  owner pid is dead (:func:`cleanup_stale`, also ``tracewatch cleanup``).
+  owner is gone: its pid dead, or running another process since (a different
+  start time) (:func:`cleanup_stale`, also ``tracewatch cleanup``).  Names of
+  the older scheme without the start time (``tracewatch-<pid>-<n>``) are
+  judged by the pid alone.
 
 Uprobes are global (``uprobe_events``); the ones an instance adds live in the
-event group ``tracewatch_<pid>_<n>``, so they too can be traced back to their
-owner and removed.
+event group ``tracewatch_<pid>_<start>_<n>``, so they too can be traced back to
+their owner and removed.  They are defined many per write(2) and enabled with
+one write to the group's ``enable`` file in the instance (thousands take
+seconds), and removed with one ``-:GROUP/`` line.
 
 Features are detected by probing files (``buffer_subbuf_size_kb``,
 ``options/event-fork``, ``set_event_notrace_pid``), never by kernel version.
@@ -24,6 +33,7 @@ Features are detected by probing files (``buffer_subbuf_size_kb``,
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import difflib
 import errno
@@ -32,10 +42,11 @@ import itertools
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import CaptureError
 from ..formats.event_format import EventFormat, HeaderPage, parse_event_format
@@ -57,8 +68,15 @@ LEGACY_MOUNT = "/sys/kernel/debug/tracing"
 
 INSTANCE_PREFIX = "tracewatch-"
 UPROBE_GROUP_PREFIX = "tracewatch_"
-_INSTANCE_RE = re.compile(r"^tracewatch-(\d+)-(\d+)$")
-_UPROBE_GROUP_RE = re.compile(r"^tracewatch_(\d+)(?:_\d+)?$")
+# tracewatch-<pid>-<start>-<n>, and the older tracewatch-<pid>-<n> (no start time)
+_INSTANCE_RE = re.compile(r"^tracewatch-(\d+)-(?:(\d+)-)?\d+$")
+# tracewatch_<pid>_<start>_<n>, and the older tracewatch_<pid>_<n> and tracewatch_<pid>
+_UPROBE_GROUP_RE = re.compile(r"^tracewatch_(\d+)(?:_(\d+)_\d+|_\d+)?$")
+#: errno of a probe the kernel cannot place (ENOTSUPP, kernel-internal: Python's errno lacks it)
+ENOTSUPP = 524
+#: bytes of uprobe definitions per write(2): the kernel parses a write line by line, so
+#: one write defines many probes; blocks keep a signal from waiting for all of them
+_UPROBE_BLOCK_BYTES = 32 * 1024
 
 
 # --------------------------------------------------------------------------- mount
@@ -138,6 +156,35 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of ``/proc/PID/stat``);
+    None when there is no such process.  With the pid, it tells a process from a later one
+    that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces and ')': fields 3..
+    # follow the last ')'
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def _owner_running(pid: int, start: int | None) -> bool:
+    """Whether the process that made a name with ``pid`` (and ``start``, when the name has
+    it) still runs: a pid reused by another process does not count."""
+    if start is None:  # a name of the older scheme: the pid is all we have
+        return pid == os.getpid() or _pid_alive(pid)
+    now = process_start_time(pid)
+    if now is None:  # no such process, or /proc does not say: the pid decides
+        return _pid_alive(pid)
+    return now == start
+
+
 # --------------------------------------------------------------------------- TraceFS
 
 @dataclass(frozen=True)
@@ -168,8 +215,15 @@ class TraceFS:
 
     def __init__(self, path: str | None = None, *, mount: bool = True) -> None:
         self.path = path or find_tracefs(mount=mount)
-        if not os.path.isdir(os.path.join(self.path, "instances")):
-            raise CaptureError(f"{self.path}: no instances/ directory; tracewatch needs tracefs instances")
+        instances = os.path.join(self.path, "instances")
+        try:
+            os.stat(instances)
+        except PermissionError:
+            # tracefs is mode 750 root: for others, instances/ is not missing but out of reach
+            raise CaptureError(f"cannot reach {instances}: permission denied; tracewatch needs root "
+                               f"(or CAP_PERFMON and access to tracefs)") from None
+        except OSError:
+            raise CaptureError(f"{self.path}: no instances/ directory; tracewatch needs tracefs instances") from None
         self._available: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -241,6 +295,24 @@ class TraceFS:
         except OSError:
             return False
         return True
+
+    def remove_uprobe_group(self, group: str) -> list[str]:
+        """Delete every uprobe event of ``group``; return the events that are left.
+
+        One ``-:GROUP/`` line deletes the whole group (each deletion resets the
+        ring buffers, ~0.1 s: one per probe made removing thousands take
+        minutes).  Where the kernel refuses (an event still enabled somewhere, a
+        kernel without group deletion), the events are deleted one by one.
+        """
+        mine = [u.event for u in self.uprobes() if u.group == group]
+        if not mine:
+            return []
+        try:
+            _append(self.file("uprobe_events"), f"-:{group}/\n")
+        except OSError:
+            pass
+        left = [u.event for u in self.uprobes() if u.group == group]
+        return [event for event in left if not self.remove_uprobe(group, event)]
 
     def cleanup_stale(self) -> list[str]:
         return cleanup_stale(self)
@@ -324,6 +396,27 @@ def _append(path: str, text: str) -> None:
         os.close(fd)
 
 
+def _blocks(lines: list[tuple[str, str]], max_bytes: int) -> Iterable[list[tuple[str, str]]]:
+    """``(name, line)`` pairs in runs whose lines take at most ``max_bytes`` (at least one line each)."""
+    block: list[tuple[str, str]] = []
+    size = 0
+    for item in lines:
+        if block and size + len(item[1]) + 1 > max_bytes:
+            yield block
+            block, size = [], 0
+        block.append(item)
+        size += len(item[1]) + 1
+    if block:
+        yield block
+
+
+def _warn_refused(names: list[str]) -> None:
+    """Say on stderr which probes the kernel cannot enable (they are skipped, the run goes on)."""
+    shown = ", ".join(n.partition(":")[2] for n in names[:10]) + (", ..." if len(names) > 10 else "")
+    print(f"tracewatch: warning: skipped {len(names)} probe{'s' if len(names) != 1 else ''} the kernel "
+          f"cannot enable (error {ENOTSUPP}, ENOTSUPP): {shown}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- cleanup registry
 
 # Instances of this process not yet closed, for atexit and the signal handlers.
@@ -362,6 +455,39 @@ def _on_signal(signum: int, frame) -> None:  # noqa: ANN001 (signal handler sign
     os.kill(os.getpid(), signum)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back while tracing state is being removed.
+
+    A second Ctrl-C (or a SIGTERM) during a teardown would otherwise stop it
+    half way and leave probes or an instance behind.  Each signal that came
+    is sent again once the block is done, to the handler that was in force.
+    Python runs signal handlers in the main thread only, so elsewhere this
+    holds nothing (and has nothing to hold).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    replaced: dict[int, object] = {}
+    for sig in _CLEANUP_SIGNALS:
+        try:
+            previous = signal.getsignal(sig)
+            if previous is None:  # a handler installed from C: leave it alone
+                continue
+            signal.signal(sig, lambda signum, frame: held.append(signum))
+            replaced[sig] = previous
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, previous in replaced.items():
+            signal.signal(sig, previous)
+        for sig in dict.fromkeys(held):
+            os.kill(os.getpid(), sig)
+
+
 def _install_handlers() -> None:
     global _handlers_installed
     if _handlers_installed:
@@ -387,7 +513,7 @@ _instance_counter = itertools.count()
 
 
 class Instance:
-    """A private tracefs instance, ``instances/tracewatch-<pid>-<n>``.
+    """A private tracefs instance, ``instances/tracewatch-<pid>-<start>-<n>``.
 
     It has its own ring buffers, enabled events, filters and options, so a
     user's own tracing (and other tracewatch runs) are never disturbed.  Use it
@@ -410,10 +536,13 @@ class Instance:
         self._filtered: set[str] = set()
         self._not_traced: set[int] = set()  # task ids written to set_event_notrace_pid
         self._uprobes: list[tuple[str, str]] = []  # (group, event)
+        self._uprobes_written = False  # a write to uprobe_events was begun: close removes the group
         self._closers: list[Callable[[], None]] = []  # readers to close before rmdir
         self._formats: dict[tuple[str, str], EventFormat] = {}
         self.last_error: str | None = None
         _install_handlers()
+        self._enabled_groups: list[str] = []  # systems enabled through events/GROUP/enable
+        self.refused_probes: list[str] = []  # group:event the kernel cannot enable (ENOTSUPP)
         self.name, self.path = self._mkdir()
         self.uprobe_group = UPROBE_GROUP_PREFIX + self.name[len(INSTANCE_PREFIX):].replace("-", "_")
         with _registry_lock:
@@ -426,8 +555,11 @@ class Instance:
 
     def _mkdir(self) -> tuple[str, str]:
         base = self.tracefs.file("instances")
+        pid = os.getpid()
+        start = process_start_time(pid)
+        owner = f"{pid}-{start}" if start is not None else str(pid)  # no /proc: the older scheme
         for _ in range(1000):
-            name = f"{INSTANCE_PREFIX}{os.getpid()}-{next(_instance_counter)}"
+            name = f"{INSTANCE_PREFIX}{owner}-{next(_instance_counter)}"
             path = os.path.join(base, name)
             try:
                 os.mkdir(path)
@@ -498,12 +630,59 @@ class Instance:
         """
         patterns = [events] if isinstance(events, str) else list(events)
         names = expand_event_globs(patterns, self.tracefs.available_events(refresh=True))
-        for full in names:
-            system, _, event = full.partition(":")
-            self.write(f"events/{system}/{event}/enable", "1")
-            if full not in self._enabled:
-                self._enabled.append(full)
-        return names
+        refused_before = len(self.refused_probes)
+        ours = {f"{group}:{event}" for group, event in self._uprobes}
+        if ours and ours.issubset(names):
+            # every probe of ours: one write to the group's enable file in this instance
+            # instead of one per event (the other instances' events are not touched)
+            self._enable_probe_group([n for n in names if n in ours])
+            rest = [n for n in names if n not in ours]
+        else:
+            rest = names
+        for full in rest:
+            self._enable_event(full)
+        refused = set(self.refused_probes[refused_before:])
+        if refused:
+            _warn_refused(sorted(refused))
+            if refused.issuperset(names):
+                raise CaptureError(f"the kernel cannot enable any of the {len(names)} probes "
+                                   f"(error {ENOTSUPP}, ENOTSUPP: it cannot place a breakpoint there)")
+        return [n for n in names if n not in refused]
+
+    def _enable_event(self, full: str) -> None:
+        """Enable one event; a probe of ours the kernel cannot place is noted in ``refused_probes``."""
+        system, _, event = full.partition(":")
+        path = self.file(f"events/{system}/{event}/enable")
+        self._check_open()
+        try:
+            _write(path, "1")
+        except OSError as e:
+            if e.errno == ENOTSUPP and system == self.uprobe_group:
+                # bcc's funccount skips these too: one unprobeable function is no reason to stop
+                self.refused_probes.append(full)
+                return
+            raise CaptureError(f"cannot write '1' to {path}: {e.strerror}") from None
+        if full not in self._enabled:
+            self._enabled.append(full)
+
+    def _enable_probe_group(self, names: list[str]) -> None:
+        """Enable every event of this instance's uprobe group (``names``) with one write."""
+        self._check_open()
+        group = self.uprobe_group
+        if group not in self._enabled_groups:
+            self._enabled_groups.append(group)  # before the write: close() must undo a half-done one
+        try:
+            _write(self.file(f"events/{group}/enable"), "1")
+        except OSError:
+            # the kernel went through all of them and returns the first failure: the ones
+            # still off are tried alone, to skip those it cannot place and report the others
+            on = set(self.enabled_events)
+            for full in names:
+                if full not in on:
+                    self._enable_event(full)
+        enabled = set(self._enabled)
+        refused = set(self.refused_probes)
+        self._enabled += [n for n in names if n not in enabled and n not in refused]
 
     def disable(self, events: str | Iterable[str] | None = None) -> None:
         """Disable the given events (globs), or every event this instance enabled."""
@@ -518,6 +697,8 @@ class Instance:
                 self.write(f"events/{system}/{event}/enable", "0")
             if full in self._enabled:
                 self._enabled.remove(full)
+            if system in self._enabled_groups:
+                self._enabled_groups.remove(system)  # no longer all on: close disables one by one
 
     @property
     def enabled_events(self) -> list[str]:
@@ -635,7 +816,27 @@ class Instance:
     def subbuf_size_kb(self, kb: int) -> None:
         if not self.has_subbuf_size:
             raise CaptureError("this kernel cannot change the sub-buffer size (no buffer_subbuf_size_kb)")
-        self.write("buffer_subbuf_size_kb", str(int(kb)))
+        self._check_open()
+        try:
+            _write(self.file("buffer_subbuf_size_kb"), str(int(kb)))
+        except OSError as e:
+            if e.errno in (errno.EPERM, errno.EACCES):
+                raise CaptureError(f"this kernel does not allow changing the sub-buffer size "
+                                   f"(buffer_subbuf_size_kb: {e.strerror})") from None
+            raise CaptureError(f"cannot set the sub-buffer size to {int(kb)} KB "
+                               f"(buffer_subbuf_size_kb: {e.strerror})") from None
+
+    def subbuf_size_unchangeable(self) -> str | None:
+        """Why this kernel does not let the sub-buffer size change (the file is missing, or
+        writing it is refused even as root), or None when it does.  Probed by writing the
+        size in force back."""
+        if not self.has_subbuf_size:
+            return "no buffer_subbuf_size_kb"
+        try:
+            self.subbuf_size_kb = self.subbuf_size_kb
+        except CaptureError as e:
+            return str(e)
+        return None
 
     @property
     def trace_clock(self) -> str:
@@ -769,31 +970,53 @@ class Instance:
         """Define a uprobe (``p:``, or ``r:`` with ``ret``) at ``PATH:OFFSET`` in
         this instance's group and return its ``group:event`` name (enable it
         with :meth:`enable`).  It is removed on close."""
+        return self.add_uprobes([(event, location, fetchargs, ret)])[0]
+
+    def add_uprobes(self, probes: Iterable[tuple[str, str, str, bool]]) -> list[str]:
+        """Define uprobes ``(event, location, fetchargs, ret)`` in this instance's group;
+        return their ``group:event`` names.  They are removed on close.
+
+        The kernel takes a write to ``uprobe_events`` line by line, so the
+        definitions go in blocks of many lines per write (one write per probe
+        made thousands take a minute).  It stops at a line it rejects, keeping
+        the ones before: those are listed back from ``uprobe_events`` to name
+        the rejected one in the :class:`CaptureError`.
+        """
         self._check_open()
         if not self.tracefs.exists("uprobe_events"):
             raise CaptureError("this kernel has no uprobes (no uprobe_events in tracefs)")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", event):
-            raise CaptureError(f"bad uprobe event name {event!r}: use letters, digits and _")
-        line = f"{'r' if ret else 'p'}:{self.uprobe_group}/{event} {location} {fetchargs}".rstrip()
-        self._clear_error_log()
-        try:
-            _append(self.tracefs.file("uprobe_events"), line + "\n")
-        except OSError as e:
-            detail = self._uprobe_error() or e.strerror
-            raise CaptureError(f"the kernel rejected uprobe {line!r}: {detail}") from None
-        self._uprobes.append((self.uprobe_group, event))
+        group = self.uprobe_group
+        lines: list[tuple[str, str]] = []  # (event, definition)
+        for event, location, fetchargs, ret in probes:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", event):
+                raise CaptureError(f"bad uprobe event name {event!r}: use letters, digits and _")
+            lines.append((event, f"{'r' if ret else 'p'}:{group}/{event} {location} {fetchargs}".rstrip()))
+        path = self.tracefs.file("uprobe_events")
+        for block in _blocks(lines, _UPROBE_BLOCK_BYTES):
+            # from here on close() removes the whole group, even if a signal cuts this short
+            self._uprobes_written = True
+            try:
+                _append(path, "".join(line + "\n" for _, line in block))
+            except OSError as e:
+                made = {u.event for u in self.tracefs.uprobes() if u.group == group}
+                self._uprobes += [(group, event) for event, _ in block if event in made]
+                bad = next((line for event, line in block if event not in made), block[0][1])
+                detail = self._uprobe_error(bad) or e.strerror
+                raise CaptureError(f"the kernel rejected uprobe {bad!r}: {detail}") from None
+            self._uprobes += [(group, event) for event, _ in block]
         self.tracefs.available_events(refresh=True)
-        return f"{self.uprobe_group}:{event}"
+        return [f"{group}:{event}" for event, _ in lines]
 
-    def _uprobe_error(self) -> str | None:
-        # dynamic-event errors are logged in the top-level error_log
+    def _uprobe_error(self, line: str) -> str | None:
+        """The kernel's explanation of why it rejected ``line``: the newest entry of the top-level
+        ``error_log`` (where dynamic-event errors go) if it is about that line."""
         try:
             text = self.tracefs.read("error_log")
         except CaptureError:
             return None
         entries = [e for e in re.split(r"^\[\s*[\d.]+\]\s*", text, flags=re.M) if e.strip()]
-        if not entries:
-            return None
+        if not entries or line.split(" ", 1)[0] not in entries[-1]:
+            return None  # none, or another program's error
         return " ".join(ln.strip() for ln in entries[-1].splitlines() if ln.strip() and ln.strip() != "^")
 
     # -- teardown
@@ -814,6 +1037,10 @@ class Instance:
         if self._closed or os.getpid() != self.owner_pid:
             return
         self._closed = True
+        with _signals_held():
+            self._teardown()
+
+    def _teardown(self) -> None:
         problems: list[str] = []
 
         def attempt(what: str, fn: Callable[[], None]) -> None:
@@ -826,8 +1053,12 @@ class Instance:
         for closer in reversed(self._closers):
             attempt("close reader", closer)
         self._closers.clear()
+        for group in self._enabled_groups:
+            attempt(f"disable {group}:*", lambda g=group: _write(self.file(f"events/{g}/enable"), "0"))
         for full in reversed(self._enabled):
             system, _, event = full.partition(":")
+            if system in self._enabled_groups:
+                continue
             attempt(f"disable {full}", lambda s=system, e=event: _write(self.file(f"events/{s}/{e}/enable"), "0"))
         for full in sorted(self._filtered):
             system, _, event = full.partition(":")
@@ -837,12 +1068,20 @@ class Instance:
             attempt("clear set_event_notrace_pid", lambda: _write(self.file("set_event_notrace_pid"), ""))
             self._not_traced.clear()
         self._enabled.clear()
+        self._enabled_groups.clear()
         self._filtered.clear()
-        for group, event in self._uprobes:
-            if not self.tracefs.remove_uprobe(group, event):
-                problems.append(f"remove uprobe {group}/{event}: still in use")
-        self._uprobes.clear()
+        # the instance first: removing it disables whatever of ours is still on in it
         attempt("remove instance", lambda: _rmdir_instance(self.path))
+        if self._uprobes_written:
+            # the whole group, as the kernel lists it: a definition cut short by a signal
+            # may have made probes that self._uprobes does not know of yet
+            try:
+                left = self.tracefs.remove_uprobe_group(self.uprobe_group)
+            except CaptureError as e:
+                left = [str(e)]
+            if left:
+                problems.append(f"remove uprobes {self.uprobe_group}/{left[0]}: still in use")
+        self._uprobes.clear()
         with _registry_lock:
             _open_instances.pop(self.name, None)
         if problems:
@@ -868,21 +1107,21 @@ def _rmdir_instance(path: str) -> None:
 def cleanup_stale(tracefs: TraceFS | None = None) -> list[str]:
     """Remove what killed tracewatch runs left behind; return what was removed.
 
-    Instances ``tracewatch-<pid>-*`` and uprobe groups ``tracewatch_<pid>*``
-    whose pid is no longer running: stop them, clear their events and pid
+    Instances ``tracewatch-<pid>-<start>-*`` and uprobe groups
+    ``tracewatch_<pid>_<start>_*`` whose owner no longer runs (no process
+    ``pid``, or one started at another time: the pid was reused; names
+    without ``<start>`` go by the pid alone): stop them, clear their events and pid
     lists, remove the instance, then the uprobes (which the instance's removal
     disabled).  Instances of running processes, including this one, are left
     alone.
     """
     tfs = tracefs or TraceFS()
     removed: list[str] = []
-    me = os.getpid()
     for name in tfs.instance_names():
         m = _INSTANCE_RE.match(name)
         if not m:
             continue
-        pid = int(m.group(1))
-        if pid == me or _pid_alive(pid):
+        if _owner_running(int(m.group(1)), int(m.group(2)) if m.group(2) else None):
             continue
         path = tfs.file(f"instances/{name}")
         for rel, text in (("tracing_on", "0"), ("set_event", ""), ("set_event_pid", ""),
@@ -896,15 +1135,16 @@ def cleanup_stale(tracefs: TraceFS | None = None) -> list[str]:
             removed.append(f"instance {name}")
         except CaptureError:
             continue  # another cleaner got it, or it is busy: try again next start
-    for entry in tfs.uprobes():
-        m = _UPROBE_GROUP_RE.match(entry.group)
+    entries = tfs.uprobes()
+    for group in dict.fromkeys(entry.group for entry in entries):
+        m = _UPROBE_GROUP_RE.match(group)
         if not m:
             continue
-        pid = int(m.group(1))
-        if pid == me or _pid_alive(pid):
+        if _owner_running(int(m.group(1)), int(m.group(2)) if m.group(2) else None):
             continue
-        if tfs.remove_uprobe(entry.group, entry.event):
-            removed.append(f"uprobe {entry.group}/{entry.event}")
+        left = set(tfs.remove_uprobe_group(group))
+        removed += [f"uprobe {group}/{entry.event}" for entry in entries
+                    if entry.group == group and entry.event not in left]
     if removed:
         tfs.available_events(refresh=True)
     return removed

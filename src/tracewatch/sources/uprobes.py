@@ -529,13 +529,14 @@ class ProbeSet:
     def install(self, instance) -> list[str]:  # noqa: ANN001 (an Instance)
         """Add every probe to ``instance`` (its uprobe group); return ``group:event`` names.
 
-        This is the ``setup`` of a LiveSession.  If the kernel rejects one, the
-        ones already added are removed with the instance (on close).
+        This is the ``setup`` of a LiveSession.  The definitions go to the
+        kernel many per write (:meth:`~.tracefs.Instance.add_uprobes`).  If the
+        kernel rejects one, the ones already added are removed with the
+        instance (on close).
         """
         self.group = instance.uprobe_group
         self.events = []
-        for p in self.probes:
-            self.events.append(instance.add_uprobe(p.event, p.location, p.fetchargs, ret=p.kind == "r"))
+        self.events = instance.add_uprobes((p.event, p.location, p.fetchargs, p.kind == "r") for p in self.probes)
         return list(self.events)
 
     def probe_for(self, system: str, event: str) -> ResolvedProbe | None:

@@ -129,6 +129,8 @@ def _open_live(args: argparse.Namespace, parsed: list[ProbeSpec], *, both: bool)
         raise CaptureError(f"no process {args.pid}")
     probes = ProbeSet.from_specs(parsed, pid=args.pid, program=program, max_probes=args.max_probes, both=both)
     pids = process_threads(args.pid) if args.pid is not None else None
+    # no buffer size: LiveSession's default, the one `run` uses too (the kernel's ~1.4 MB per CPU
+    # loses events of busy functions)
     session = LiveSession([], pids=pids, command=args.command, duration=args.duration, setup=probes.install)
     try:
         functions = probes.functions

@@ -19,7 +19,7 @@ from ..script.histogram import Hist
 from ..script.pairing import Pairing
 from ._functrace import add_common_options, open_functrace, parse_tool_args, start_line
 
-__all__ = ["main", "build_parser", "measure_latency", "UNITS"]
+__all__ = ["main", "build_parser", "measure_latency", "summary_line", "UNITS"]
 
 EXAMPLES = """\
 examples:
@@ -104,6 +104,18 @@ def measure_latency(ft, unit: str = "nsecs") -> LatencyResult:  # noqa: ANN001 (
     return res
 
 
+def summary_line(total_ns: int, count: int, unit: str) -> str:
+    """bcc's ``avg = A unit, total: T unit, count: N`` line.
+
+    Both values are whole units rounded down from the exact nanoseconds, as
+    the histogram's buckets are: rounding the average to nearest but the total
+    down printed ``avg = 17 usecs, total: 16 usecs, count: 1`` for one call
+    of 16.6 us.
+    """
+    div = UNITS[unit]
+    return f"\navg = {total_ns // (count * div)} {unit}, total: {total_ns // div} {unit}, count: {count}\n"
+
+
 def format_result(res: LatencyResult) -> str:
     out = []
     many = len(res.functions) > 1
@@ -114,10 +126,7 @@ def format_result(res: LatencyResult) -> str:
             out.append(f"\nFunction = {name}\n")
         out.append(res.hists[i].format(style="bcc", val_type=res.unit))
         if res.count[i]:
-            div = UNITS[res.unit]
-            avg = res.total_ns[i] / res.count[i] / div
-            out.append(f"\navg = {avg:.0f} {res.unit}, total: {res.total_ns[i] // div} {res.unit}, "
-                       f"count: {res.count[i]}\n")
+            out.append(summary_line(int(res.total_ns[i]), int(res.count[i]), res.unit))
     if not res.count.any():
         out.append("no completed calls\n")
     return "".join(out)
