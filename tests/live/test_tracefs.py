@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
 from tracewatch.errors import CaptureError
 from tracewatch.sources.tracefs import Instance, TraceFS, cleanup_stale
 
-from .conftest import elf_entry_offset, python_binary, spawn_python
+from .conftest import LIVE_DIR, elf_entry_offset, python_binary, spawn_python
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(LIVE_DIR)), "src")
 
 pytestmark = pytest.mark.live
 
@@ -87,12 +93,7 @@ def test_settings_formats_and_stats(global_state):
         inst.buffer_size_kb = 256
         # the kernel rounds up to whole pages of event data (4080 bytes in a 4 KiB page)
         assert 256 <= inst.buffer_size_kb <= 264
-        if inst.has_subbuf_size:
-            inst.subbuf_size_kb = 8
-            assert inst.subbuf_size_kb == 8
-            assert inst.header_page().page_size == 8192
-            inst.subbuf_size_kb = 4
-        assert inst.header_page().page_size == 4096
+        assert inst.header_page().page_size == inst.subbuf_size_kb * 1024
         assert "mono" in inst.available_clocks
         inst.trace_clock = "mono"
         assert inst.trace_clock == "mono"
@@ -113,6 +114,62 @@ def test_settings_formats_and_stats(global_state):
         assert inst.option("event-fork") is True
         inst.clear_pids()
         assert inst.event_pids == []
+
+
+def test_subbuf_size():
+    with Instance() as inst:
+        why = inst.subbuf_size_unchangeable()
+        if why:
+            pytest.skip(f"this kernel does not let the sub-buffer size change: {why}")
+        inst.subbuf_size_kb = 8
+        assert inst.subbuf_size_kb == 8
+        assert inst.header_page().page_size == 8192
+        inst.subbuf_size_kb = 4
+        assert inst.header_page().page_size == 4096
+
+
+def test_subbuf_size_refused_is_one_line(tmp_path):
+    with Instance() as inst:
+        why = inst.subbuf_size_unchangeable()
+    if why is None:
+        pytest.skip("this kernel lets the sub-buffer size change: there is no refusal to report")
+    if "no buffer_subbuf_size_kb" in why:
+        pytest.skip("this kernel has no buffer_subbuf_size_kb (another message covers that)")
+    script = tmp_path / "count.py"
+    script.write_text("from tracewatch import on\n@on('sched:sched_switch')\ndef f(e):\n    pass\n")
+    proc = _cli(["run", str(script), "--subbuf-size", "8", "-d", "0.1"])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("tracewatch: error: this kernel does not allow changing the sub-buffer size "
+                           "(buffer_subbuf_size_kb: Operation not permitted)\n")
+
+
+def _cli(argv, **kw) -> subprocess.CompletedProcess:
+    """``python -m tracewatch ARGV`` with this tree's tracewatch, output captured."""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(kw.pop("env", {}))
+    return subprocess.run([sys.executable, "-m", "tracewatch", *argv], capture_output=True, text=True,
+                          env=env, timeout=120, **kw)
+
+
+def test_non_root_is_told_it_needs_root():
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to run the CLI as nobody")
+    if os.stat(TraceFS().path).st_mode & 0o001:
+        pytest.skip("tracefs is open to every user here: there is no refusal to report")
+    # HOME=/nonexistent as for a system user, and numba's cache in a directory nobody can write
+    # (pytest's tmp_path is private to root); numba's own fallback is compiled.py's business
+    with tempfile.TemporaryDirectory(prefix="tw-nobody-") as cache:
+        os.chmod(cache, 0o777)
+        env = dict(os.environ, PYTHONPATH=SRC, HOME="/nonexistent", NUMBA_CACHE_DIR=cache)
+        runs = [(argv, subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                                       sys.executable, "-m", "tracewatch", *argv],
+                                      capture_output=True, text=True, timeout=120, cwd=cache, env=env))
+                for argv in (["list"], ["funccount", "libc:malloc", "-d", "0.1"])]
+    for argv, proc in runs:
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tracewatch: error: "), (argv, proc.stderr)
+        assert "needs root (or CAP_PERFMON and access to tracefs)" in proc.stderr, (argv, proc.stderr)
 
 
 def test_uprobe_added_and_removed_on_close():

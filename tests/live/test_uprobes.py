@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -84,7 +85,7 @@ def no_tracewatch_leftovers():
     """
     yield
     cleanup_stale()
-    mine = re.compile(rf"^tracewatch_{os.getpid()}(_\d+)?$")
+    mine = re.compile(rf"^tracewatch_{os.getpid()}(_\d+)*$")
     left = [f"{u.group}/{u.event}" for u in TraceFS().uprobes() if mine.match(u.group)]
     assert not left, f"uprobes left behind: {left}"
     inst = [n for n in TraceFS().instance_names() if n.startswith(f"tracewatch-{os.getpid()}-")]
@@ -312,3 +313,153 @@ def test_probes_of_a_killed_run_are_removed(progs):
     removed = cleanup_stale()
     assert f"uprobe {group}/leaf" in removed and f"uprobe {group}/leaf__return" in removed
     assert not any(u.group == group for u in TraceFS().uprobes())
+
+
+# ---------------------------------------------------------------------- many probes, refused probes
+
+MANY = 1200  # functions of the many-function program: f0 .. f1199, f<i> called i % 3 + 1 times
+
+MANY_C = r"""
+#include <unistd.h>
+volatile long sink;
+%s
+int main(int argc, char **argv) {
+    char c;
+    if (argc > 1 && read(0, &c, 1) < 0) return 1;  /* "wait": mapped and idle until stdin says go */
+%s
+    return 0;
+}
+"""
+
+LOCKED_C = r"""
+#include <unistd.h>
+volatile int sink;
+/* a lock prefix on the first instruction: the kernel cannot single-step it (ENOTSUPP) */
+__attribute__((naked, noinline)) void locked(void) { __asm__ volatile("lock incl sink(%rip)\n\tret"); }
+__attribute__((noinline)) void plain(void) { sink++; }
+int main(void) { for (;;) { locked(); plain(); usleep(1000); } }
+"""
+
+
+@pytest.fixture(scope="module")
+def many_prog(tmp_path_factory):
+    d = tmp_path_factory.mktemp("many_prog")
+    src = d / "many.c"
+    funcs = "\n".join(f"__attribute__((noinline)) void f{i}(void) {{ sink += {i}; }}" for i in range(MANY))
+    calls = "\n".join(f"    for (int k = 0; k < {i % 3 + 1}; k++) f{i}();" for i in range(MANY))
+    src.write_text(MANY_C % (funcs, calls))
+    path = d / "many"
+    subprocess.run(["gcc", "-O1", "-o", str(path), str(src)], check=True)
+    return str(path)
+
+
+def test_funccount_over_a_thousand_functions(many_prog, capsys):
+    from tracewatch.tools import funccount
+
+    rc, out, err = _run(funccount.main, [f"{many_prog}:f[0-9]*", "--max-probes", "2000", "--", many_prog], capsys)
+    assert rc == 0, err
+    assert _counts(out) == {f"f{i}": i % 3 + 1 for i in range(MANY)}
+
+
+def test_probes_enabled_through_the_group_only_in_the_private_instance(many_prog):
+    from tracewatch.sources.tracefs import Instance
+    from tracewatch.sources.uprobes import ProbeSet
+
+    probes = ProbeSet.from_specs([f"{many_prog}:f1[0-9]"])
+    with Instance() as mine, Instance() as other:
+        events = probes.install(mine)
+        assert len(events) == 10
+        assert sorted(mine.enable(events)) == sorted(events)
+        group = mine.uprobe_group
+        assert mine.read(f"events/{group}/enable").strip() == "1"
+        assert sorted(mine.enabled_events) == sorted(events)
+        # the same events in the top-level instance and in another instance stay off
+        assert mine.tracefs.read(f"events/{group}/enable").strip() == "0"
+        assert other.read(f"events/{group}/enable").strip() == "0"
+        assert other.enabled_events == []
+    assert not any(u.group == group for u in TraceFS().uprobes())
+
+
+def test_a_rejected_definition_in_a_block_is_named(many_prog):
+    from tracewatch.errors import CaptureError
+    from tracewatch.sources.tracefs import Instance
+    from tracewatch.sources.uprobes import ProbeSet
+
+    good = [(p.event, p.location, "", False) for p in ProbeSet.from_specs([f"{many_prog}:f[0-9]"]).probes]
+    assert len(good) == 10
+    with Instance() as inst:
+        group = inst.uprobe_group
+        with pytest.raises(CaptureError) as err:
+            inst.add_uprobes(good[:6] + [("bad", "/no/such/file:0x10", "", False)] + good[6:])
+        msg = str(err.value)
+        assert msg.startswith(f"the kernel rejected uprobe 'p:{group}/bad /no/such/file:0x10'"), msg
+        assert "\n" not in msg
+        # the kernel stopped at the bad line: the ones before it exist, those after do not
+        made = sorted(u.event for u in inst.tracefs.uprobes() if u.group == group)
+        assert made == sorted(e for e, *_ in good[:6])
+    assert not any(u.group == group for u in TraceFS().uprobes())
+
+
+@pytest.fixture(scope="module")
+def locked_prog(tmp_path_factory):
+    d = tmp_path_factory.mktemp("locked_prog")
+    src = d / "locked.c"
+    src.write_text(LOCKED_C)
+    path = d / "locked"
+    subprocess.run(["gcc", "-O1", "-o", str(path), str(src)], check=True)
+    return str(path)
+
+
+def test_probe_the_kernel_cannot_enable_is_skipped_with_a_warning(locked_prog, capsys):
+    from tracewatch.tools import funccount
+
+    # the kernel checks the instruction when it places the breakpoint, in a process that maps
+    # the file: the program runs while the probes are enabled
+    target = subprocess.Popen([locked_prog])
+    try:
+        rc, out, err = _run(funccount.main, [f"{locked_prog}:locked", "plain", "-p", str(target.pid),
+                                             "-d", "0.5"], capsys)
+        assert rc == 0, err
+        assert err.splitlines()[0] == ("tracewatch: warning: skipped 1 probe the kernel cannot enable "
+                                       "(error 524, ENOTSUPP): locked")
+        counts = _counts(out)
+        assert set(counts) == {"plain"} and counts["plain"] > 0  # the run went on without it
+        msg = _one_line_error(funccount.main, [f"{locked_prog}:locked", "-p", str(target.pid), "-d", "0.5"],
+                              capsys)
+        assert "the kernel cannot enable any of the 1 probes (error 524, ENOTSUPP" in msg
+    finally:
+        target.kill()
+        target.wait()
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
+                         ids=["SIGTERM", "SIGINT-twice"])
+def test_a_stop_during_set_up_removes_every_probe(many_prog, signals):
+    # a process mapping the program, so that enabling places every breakpoint for real
+    holder = subprocess.Popen([many_prog, "wait"], stdin=subprocess.PIPE)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                                                   "src"))
+    child = subprocess.Popen([sys.executable, "-m", "tracewatch", "funccount", f"{many_prog}:f[0-9]*",
+                              "--max-probes", "2000", "-p", str(holder.pid), "-d", "600"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    mine = f"tracewatch_{child.pid}_"
+    try:
+        # signal as soon as the first block of probes is defined: set-up has begun
+        while not any(u.group.startswith(mine) for u in TraceFS().uprobes()):
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.005)
+        for sig in signals:
+            child.send_signal(sig)
+        out, err = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        holder.stdin.close()
+        holder.wait()
+    assert child.returncode in (-signal.SIGTERM, 130, 1), err
+    if signals == [signal.SIGTERM]:
+        assert child.returncode == -signal.SIGTERM and "Traceback" not in err, err
+    left = [f"{u.group}/{u.event}" for u in TraceFS().uprobes() if u.group.startswith(mine)]
+    assert not left, f"{len(left)} probes left, e.g. {left[:3]}; stderr: {err}"
+    assert not [n for n in TraceFS().instance_names() if n.startswith(f"tracewatch-{child.pid}-")]

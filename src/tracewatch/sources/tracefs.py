@@ -77,6 +77,8 @@ ENOTSUPP = 524
 #: bytes of uprobe definitions per write(2): the kernel parses a write line by line, so
 #: one write defines many probes; blocks keep a signal from waiting for all of them
 _UPROBE_BLOCK_BYTES = 32 * 1024
+#: this many enabled probes take seconds to disable: say so rather than seem to hang
+_SLOW_DISABLE_NOTE = 200
 
 
 # --------------------------------------------------------------------------- mount
@@ -642,11 +644,11 @@ class Instance:
         for full in rest:
             self._enable_event(full)
         refused = set(self.refused_probes[refused_before:])
+        if refused and refused.issuperset(names):
+            raise CaptureError(f"the kernel cannot enable any of the {len(names)} probes "
+                               f"(error {ENOTSUPP}, ENOTSUPP: it cannot place a breakpoint there)")
         if refused:
             _warn_refused(sorted(refused))
-            if refused.issuperset(names):
-                raise CaptureError(f"the kernel cannot enable any of the {len(names)} probes "
-                                   f"(error {ENOTSUPP}, ENOTSUPP: it cannot place a breakpoint there)")
         return [n for n in names if n not in refused]
 
     def _enable_event(self, full: str) -> None:
@@ -1053,6 +1055,11 @@ class Instance:
         for closer in reversed(self._closers):
             attempt("close reader", closer)
         self._closers.clear()
+        probes_on = sum(1 for full in self._enabled if full.startswith(self.uprobe_group + ":"))
+        if probes_on >= _SLOW_DISABLE_NOTE:
+            # ~50 ms each (the kernel waits for an RCU grace period per probe event), signals held
+            print(f"tracewatch: removing {probes_on} probes; the kernel takes a while for each",
+                  file=sys.stderr, flush=True)
         for group in self._enabled_groups:
             attempt(f"disable {group}:*", lambda g=group: _write(self.file(f"events/{g}/enable"), "0"))
         for full in reversed(self._enabled):
