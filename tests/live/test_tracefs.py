@@ -263,3 +263,44 @@ def test_new_instance_cleans_stale_ones_and_spares_live_ones():
         alive.wait(timeout=10)
     # the SIGTERM handler removed alive's instance
     assert alive_name not in TraceFS().instance_names()
+
+
+# ---------------------------------------------------------------------- owners: pid and start time
+
+def test_names_carry_the_owner_start_time():
+    from tracewatch.sources.tracefs import process_start_time
+
+    with Instance() as inst:
+        start = process_start_time(os.getpid())
+        assert inst.name.startswith(f"tracewatch-{os.getpid()}-{start}-")
+        assert inst.uprobe_group.startswith(f"tracewatch_{os.getpid()}_{start}_")
+
+
+def test_stale_names_of_a_reused_pid_are_removed():
+    """An instance and a uprobe group named with a running pid but another start time belong to
+    a process that is gone (its pid was reused): removed.  A name of the older scheme (no start
+    time) with a running pid is kept."""
+    from tracewatch.sources.tracefs import _append, process_start_time
+
+    tfs = TraceFS()
+    me, start = os.getpid(), process_start_time(os.getpid())
+    reused = f"tracewatch-{me}-{start + 1}-900"
+    old_scheme = f"tracewatch-{me}-901"
+    group = f"tracewatch_{me}_{start + 1}_900"
+    binary = python_binary()
+    os.mkdir(tfs.file(f"instances/{reused}"))
+    os.mkdir(tfs.file(f"instances/{old_scheme}"))
+    try:
+        _append(tfs.file("uprobe_events"), f"p:{group}/entry {binary}:{elf_entry_offset(binary):#x}\n")
+        with Instance() as mine:  # a new instance cleans up, and its own name is safe
+            names = tfs.instance_names()
+            assert reused not in names
+            assert old_scheme in names
+            assert mine.name in names
+        assert not any(u.group == group for u in tfs.uprobes())
+        assert f"instance {old_scheme}" not in cleanup_stale(tfs)
+    finally:
+        for name in (reused, old_scheme):
+            if os.path.isdir(tfs.file(f"instances/{name}")):
+                os.rmdir(tfs.file(f"instances/{name}"))
+        tfs.remove_uprobe_group(group)
