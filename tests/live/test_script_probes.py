@@ -35,7 +35,7 @@ def prog(tmp_path_factory):
 
 
 def _mine() -> tuple[list[str], list[str]]:
-    mine = re.compile(rf"^tracewatch_{os.getpid()}(_\d+)?$")
+    mine = re.compile(rf"^tracewatch_{os.getpid()}(_\d+)*$")
     probes = [f"{u.group}/{u.event}" for u in TraceFS().uprobes() if mine.match(u.group)]
     inst = [n for n in TraceFS().instance_names() if n.startswith(f"tracewatch-{os.getpid()}-")]
     return probes, inst
@@ -109,7 +109,7 @@ def test_script_probes_count_exact_live(prog, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert _result(out) == WANT
-    assert re.search(rf"Tracing tracewatch_{os.getpid()}_\d+:", err), err
+    assert re.search(rf"Tracing tracewatch_{os.getpid()}(_\d+)+:", err), err
     assert _mine() == ([], [])
 
 

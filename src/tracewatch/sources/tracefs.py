@@ -302,8 +302,8 @@ class TraceFS:
         """Delete every uprobe event of ``group``; return the events that are left.
 
         One ``-:GROUP/`` line deletes the whole group (each deletion resets the
-        ring buffers, ~0.1 s: one per probe made removing thousands take
-        minutes).  Where the kernel refuses (an event still enabled somewhere, a
+        ring buffers and waits for them: one per probe made removing thousands
+        take minutes).  Where the kernel refuses (an event still enabled somewhere, a
         kernel without group deletion), the events are deleted one by one.
         """
         mine = [u.event for u in self.uprobes() if u.group == group]
