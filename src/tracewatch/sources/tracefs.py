@@ -569,7 +569,7 @@ class Instance:
                 continue
             except PermissionError:
                 raise CaptureError(f"cannot create a tracing instance in {base}: permission denied "
-                                   f"(tracewatch needs root)") from None
+                                   f"(tracewatch needs root, or CAP_PERFMON and access to tracefs)") from None
             except OSError as e:
                 raise CaptureError(f"cannot create a tracing instance in {base}: {e.strerror}") from None
             return name, path
