@@ -157,14 +157,20 @@ def test_non_root_is_told_it_needs_root():
         pytest.skip("needs setpriv (util-linux) to run the CLI as nobody")
     if os.stat(TraceFS().path).st_mode & 0o001:
         pytest.skip("tracefs is open to every user here: there is no refusal to report")
-    # HOME=/nonexistent as for a system user, and numba's cache in a directory nobody can write
-    # (pytest's tmp_path is private to root); numba's own fallback is compiled.py's business
-    with tempfile.TemporaryDirectory(prefix="tw-nobody-") as cache:
-        os.chmod(cache, 0o777)
-        env = dict(os.environ, PYTHONPATH=SRC, HOME="/nonexistent", NUMBA_CACHE_DIR=cache)
-        runs = [(argv, subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                                       sys.executable, "-m", "tracewatch", *argv],
-                                      capture_output=True, text=True, timeout=120, cwd=cache, env=env))
+    # HOME=/nonexistent as for a system user; numba's cache goes to a TMPDIR nobody can write
+    # (pytest's tmp_path is in root's private directory)
+    with tempfile.TemporaryDirectory(prefix="tw-nobody-") as tmp:
+        os.chmod(tmp, 0o1777)
+        env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+        env.update(PYTHONPATH=SRC, HOME="/nonexistent", TMPDIR=tmp)
+        as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        can = subprocess.run(as_nobody + [sys.executable, "-c", "import numba, tracewatch"],
+                             env=env, cwd=tmp, capture_output=True, text=True)
+        if can.returncode != 0:
+            pytest.skip("user 65534 cannot run this Python or import tracewatch: "
+                        + (can.stderr.strip().splitlines() or ["?"])[-1])
+        runs = [(argv, subprocess.run(as_nobody + [sys.executable, "-m", "tracewatch", *argv],
+                                      capture_output=True, text=True, timeout=120, cwd=tmp, env=env))
                 for argv in (["list"], ["funccount", "libc:malloc", "-d", "0.1"])]
     for argv, proc in runs:
         assert proc.returncode == 2, (argv, proc.stderr)
