@@ -80,7 +80,8 @@ from .tracedat import (
 if TYPE_CHECKING:
     from .tracedat import TraceDatReader
 
-__all__ = ["TraceMeta", "TraceDatWriter", "write_tracedat", "PagesLike"]
+__all__ = ["TraceMeta", "TraceDatWriter", "StreamingTraceDatWriter", "write_tracedat", "check_output",
+           "make_private_directory", "directory_mode", "PagesLike"]
 
 #: What :meth:`TraceDatWriter.add_pages` accepts: whole pages, back to back.
 PagesLike = Union[bytes, bytearray, memoryview, np.ndarray]
@@ -321,6 +322,67 @@ class _Out:
             self.f.write(b"\0" * pad)
 
 
+def _create_beside(path: str, suffix: str, mode: int | None, flags: int = os.O_WRONLY) -> tuple[str, int]:
+    """A new hidden file ``.NAME.RANDOM<suffix>`` in ``path``'s directory: (its path, an fd).
+
+    ``mode`` None: 0o666 minus the umask; else exactly ``mode`` (fchmod, so
+    the umask cannot widen or narrow what the caller asked for).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}{suffix}")
+        try:
+            fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 if mode is None else mode & 0o777)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            try:
+                os.fchmod(fd, mode)
+            except BaseException:
+                os.close(fd)
+                os.unlink(tmp)
+                raise
+        return tmp, fd
+    raise OSError(errno.EEXIST, "cannot create a temporary file", directory)
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Raise OSError (errno, strerror, the path at fault) if a trace cannot be written to ``path``.
+
+    For a check before tracing starts: ``path`` must not be a directory, its
+    directory must exist, and a file must be creatable there (which catches
+    a read-only file system and missing permissions, whoever we run as).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "is a directory", path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise OSError(errno.ENOENT, "directory does not exist", directory)
+    probe, fd = _create_beside(path, ".probe", 0o600)
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_private_directory(path: str | os.PathLike[str], mode: int = 0o700) -> None:
+    """Create ``path`` (and missing parents) with ``mode`` (0o700: traces hold kernel addresses).
+
+    An existing directory is left as it is.  For writers of many files (the
+    flight recorder's dump directory).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, mode=mode, exist_ok=True)
+    os.chmod(path, mode)  # makedirs applies the umask
+
+
+def directory_mode(file_mode: int) -> int:
+    """The directory mode that goes with a file mode: search (x) wherever read (r) is allowed (0o600 -> 0o700)."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
 def _enc(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
@@ -338,12 +400,14 @@ class TraceDatWriter:
     are written empty).  ``compression`` ("zstd" or "zlib") needs
     ``version=7``.  Call :meth:`add_pages` any number of times, for CPUs in
     any order, then :meth:`close` (or use ``with``; leaving the block with an
-    exception writes nothing).
+    exception writes nothing).  ``mode``: the file's permission bits, exactly
+    (e.g. 0o600: a trace holds kernel addresses); None: 0o666 minus the umask.
     """
 
     def __init__(self, path: str | os.PathLike[str], meta: TraceMeta, cpus: int, *, version: int = 6,
-                 compression: str | None = None) -> None:
+                 compression: str | None = None, mode: int | None = None) -> None:
         self.path = os.fspath(path)
+        self.mode = mode
         self.meta = meta
         self.cpus = cpus
         self.version = version
@@ -375,6 +439,18 @@ class TraceDatWriter:
 
     def add_pages(self, cpu: int, pages: PagesLike) -> None:
         """Append whole pages (as read from ``per_cpu/cpuN/trace_pipe_raw``) to ``cpu``'s data."""
+        view = self._page_view(cpu, pages)
+        if not view:
+            return
+        spool = self._spools.get(cpu)
+        if spool is None:
+            spool = self._spools[cpu] = tempfile.SpooledTemporaryFile(
+                max_size=SPOOL_MEMORY_BYTES, dir=self._directory, prefix=".tracewatch-spool-")
+        spool.write(view)
+        self._sizes[cpu] += len(view)
+
+    def _page_view(self, cpu: int, pages: PagesLike) -> memoryview:
+        """``pages`` as bytes, checked: the writer open, the CPU in range, whole pages."""
         if self._closed:
             raise ValueError(f"{self.path}: writer is closed")
         if not 0 <= cpu < self.cpus:
@@ -386,19 +462,17 @@ class TraceDatWriter:
             raise TraceFormatError(
                 f"{len(view)} bytes are not a whole number of {self.meta.page_size}-byte pages",
                 path=self.path, cpu=cpu)
-        if not view:
-            return
-        spool = self._spools.get(cpu)
-        if spool is None:
-            spool = self._spools[cpu] = tempfile.SpooledTemporaryFile(
-                max_size=SPOOL_MEMORY_BYTES, dir=self._directory, prefix=".tracewatch-spool-")
-        spool.write(view)
-        self._sizes[cpu] += len(view)
+        return view
 
     @property
     def data_sizes(self) -> list[int]:
         """Bytes of pages collected so far, per CPU."""
         return list(self._sizes)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abort` was called."""
+        return self._closed
 
     # -- finishing ---------------------------------------------------------
 
@@ -451,16 +525,9 @@ class TraceDatWriter:
             spool.close()
         self._spools.clear()
 
-    def _create_temp(self) -> tuple[str, int]:
-        """A new file next to ``path`` (same file system, so the rename is atomic); mode 0666 minus umask."""
-        base = os.path.basename(self.path)
-        for _ in range(100):
-            tmp = os.path.join(self._directory, f".{base}.{secrets.token_hex(4)}.tmp")
-            try:
-                return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            except FileExistsError:
-                continue
-        raise OSError(errno.EEXIST, "cannot create a temporary file", self._directory)
+    def _create_temp(self, suffix: str = ".tmp", flags: int = os.O_WRONLY) -> tuple[str, int]:
+        """A new file next to ``path`` (same file system, so the rename is atomic), with :attr:`mode`."""
+        return _create_beside(self.path, suffix, self.mode, flags)
 
     def _fsync_directory(self) -> None:
         try:
@@ -538,6 +605,11 @@ class TraceDatWriter:
     # -- version 6 -----------------------------------------------------------
 
     def _write_v6(self, out: _Out) -> None:
+        self._write_v6_head(out)
+        self._write_v6_tail(out)
+
+    def _write_v6_head(self, out: _Out) -> None:
+        """Everything up to the printk formats: what does not change while recording."""
         meta, end = self.meta, out.end
         self._initial_format(out)
         out.raw(self._header_info(end))
@@ -545,6 +617,10 @@ class TraceDatWriter:
         out.raw(self._event_formats(end))
         out.raw(_sized(meta.kallsyms, 4, end))
         out.raw(_sized(meta.printk_formats, 4, end))
+
+    def _write_v6_tail(self, out: _Out) -> None:
+        """Saved cmdlines, options, the flyrecord table and the CPU data (cmdlines and stats as at the end)."""
+        meta, end = self.meta, out.end
         out.raw(_sized(meta.cmdlines, 8, end))
         out.u32(self.cpus)
         out.raw(b"options  \0")
@@ -568,62 +644,73 @@ class TraceDatWriter:
     # -- version 7 -----------------------------------------------------------
 
     def _write_v7(self, out: _Out) -> None:
+        self._write_v7_head(out)
+        self._write_v7_tail(out)
+
+    def _string_id(self, text: str) -> int:
+        """Where ``text`` is in the strings section (written last)."""
+        at = len(self._strings)
+        self._strings.extend(_enc(text) + b"\0")
+        return at
+
+    def _section_header(self, out: _Out, sid: int, flags: int, description: str) -> int:
+        """Write a v7 section header; returns where its size goes (patched by :meth:`_section_end`)."""
+        out.u16(sid)
+        out.u16(flags)
+        out.u32(self._string_id(description))
+        size_at = out.tell()
+        out.u64(0)
+        return size_at
+
+    @staticmethod
+    def _section_end(out: _Out, size_at: int) -> None:
+        out.patch_u64(size_at, out.tell() - size_at - 8)
+
+    def _section(self, out: _Out, sid: int, description: str, payload: bytes) -> int:
+        """A whole metadata section, compressed as one block when the file is compressed."""
+        comp = self._comp
+        at = out.tell()
+        size_at = self._section_header(out, sid, SEC_FL_COMPRESS if comp else 0, description)
+        if comp:
+            packed = comp.compress(payload)
+            out.u32(len(packed))
+            out.u32(len(payload))
+            out.raw(packed)
+        else:
+            out.raw(payload)
+        self._section_end(out, size_at)
+        return at
+
+    def _write_v7_head(self, out: _Out) -> None:
+        """The initial format and the sections up to printk: what does not change while recording."""
         meta, end = self.meta, out.end
-        comp = _Compressor(self.compression) if self.compression else None
-        strings = bytearray()
-
-        def string_id(text: str) -> int:
-            at = len(strings)
-            strings.extend(_enc(text) + b"\0")
-            return at
-
-        def section_header(sid: int, flags: int, description: str) -> int:
-            """Write a section header; returns where its size goes (patched by section_end)."""
-            out.u16(sid)
-            out.u16(flags)
-            out.u32(string_id(description))
-            size_at = out.tell()
-            out.u64(0)
-            return size_at
-
-        def section_end(size_at: int) -> None:
-            out.patch_u64(size_at, out.tell() - size_at - 8)
-
-        def section(sid: int, description: str, payload: bytes) -> int:
-            """A whole metadata section, compressed as one block when the file is compressed."""
-            at = out.tell()
-            size_at = section_header(sid, SEC_FL_COMPRESS if comp else 0, description)
-            if comp:
-                packed = comp.compress(payload)
-                out.u32(len(packed))
-                out.u32(len(payload))
-                out.raw(packed)
-            else:
-                out.raw(payload)
-            section_end(size_at)
-            return at
-
+        comp = self._comp = _Compressor(self.compression) if self.compression else None
+        self._strings = bytearray()
         self._initial_format(out)
         if comp:
             out.raw(_enc(comp.name) + b"\0" + _enc(comp.version) + b"\0")
         else:
             out.raw(b"none\0\0")
-        first_options_at = out.tell()
+        self._first_options_at = out.tell()
         out.u64(0)
-
-        placed = [
-            (OPT_HEADER_INFO, section(OPT_HEADER_INFO, "headers", self._header_info(end))),
-            (OPT_FTRACE_EVENTS, section(OPT_FTRACE_EVENTS, "ftrace events", self._ftrace_events(end))),
-            (OPT_EVENT_FORMATS, section(OPT_EVENT_FORMATS, "events format", self._event_formats(end))),
-            (OPT_KALLSYMS, section(OPT_KALLSYMS, "kallsyms", _sized(meta.kallsyms, 4, end))),
-            (OPT_PRINTK, section(OPT_PRINTK, "printk", _sized(meta.printk_formats, 4, end))),
-            (OPT_CMDLINES, section(OPT_CMDLINES, "command lines", _sized(meta.cmdlines, 8, end))),
+        self._placed = [
+            (OPT_HEADER_INFO, self._section(out, OPT_HEADER_INFO, "headers", self._header_info(end))),
+            (OPT_FTRACE_EVENTS, self._section(out, OPT_FTRACE_EVENTS, "ftrace events", self._ftrace_events(end))),
+            (OPT_EVENT_FORMATS, self._section(out, OPT_EVENT_FORMATS, "events format", self._event_formats(end))),
+            (OPT_KALLSYMS, self._section(out, OPT_KALLSYMS, "kallsyms", _sized(meta.kallsyms, 4, end))),
+            (OPT_PRINTK, self._section(out, OPT_PRINTK, "printk", _sized(meta.printk_formats, 4, end))),
         ]
+
+    def _write_v7_tail(self, out: _Out) -> None:
+        """Command lines, options, the buffer flyrecord, its option and the strings (tiling on from the head)."""
+        meta, end, comp = self.meta, out.end, self._comp
+        placed = self._placed + [
+            (OPT_CMDLINES, self._section(out, OPT_CMDLINES, "command lines", _sized(meta.cmdlines, 8, end)))]
 
         def options_section(options: list[tuple[int, bytes]]) -> tuple[int, int]:
             """An options section (never compressed); returns its offset and where its DONE option's next-offset is."""
             at = out.tell()
-            size_at = section_header(OPT_DONE, 0, "options")
+            size_at = self._section_header(out, OPT_DONE, 0, "options")
             for opt, data in options:
                 out.u16(opt)
                 out.u32(len(data))
@@ -632,16 +719,16 @@ class TraceDatWriter:
             out.u32(8)
             next_at = out.tell()
             out.u64(0)
-            section_end(size_at)
+            self._section_end(out, size_at)
             return at, next_at
 
         options = [(sid, struct.pack(end + "Q", at)) for sid, at in placed] + self._common_options(end)
         at, next_link = options_section(options)
-        out.patch_u64(first_options_at, at)
+        out.patch_u64(self._first_options_at, at)
 
         # The flyrecord buffer: section header, then each CPU's data at a page-aligned offset.
         buffer_at = out.tell()
-        size_at = section_header(OPT_BUFFER, SEC_FL_COMPRESS if comp else 0, "buffer flyrecord ")
+        size_at = self._section_header(out, OPT_BUFFER, SEC_FL_COMPRESS if comp else 0, "buffer flyrecord ")
         cpu_table: list[tuple[int, int, int]] = []
         for cpu in range(self.cpus):
             out.pad_to(meta.page_size)
@@ -665,7 +752,7 @@ class TraceDatWriter:
                 # like trace-cmd (tracecmd_compress_copy_from): CPUs without data are left
                 # out, and the size counts the chunks but not the 4-byte chunk count before them
                 cpu_table.append((cpu, start, out.tell() - start - (4 if comp else 0)))
-        section_end(size_at)
+        self._section_end(out, size_at)
 
         buffer_option = bytearray(struct.pack(end + "Q", buffer_at))
         buffer_option += b"\0" + _enc(meta.clock) + b"\0"  # top instance: name ""
@@ -676,8 +763,8 @@ class TraceDatWriter:
         out.patch_u64(next_link, at)
 
         # The strings section comes last and names itself, as trace-cmd's does.
-        size_at = section_header(OPT_STRINGS, SEC_FL_COMPRESS if comp else 0, "strings")
-        payload = bytes(strings)
+        size_at = self._section_header(out, OPT_STRINGS, SEC_FL_COMPRESS if comp else 0, "strings")
+        payload = bytes(self._strings)
         if comp:
             packed = comp.compress(payload)
             out.u32(len(packed))
@@ -685,8 +772,240 @@ class TraceDatWriter:
             out.raw(packed)
         else:
             out.raw(payload)
-        section_end(size_at)
+        self._section_end(out, size_at)
 
+
+
+#: Bytes moved from a CPU's spool file into the trace.dat per step at close (then freed in the spool).
+MOVE_BYTES = 256 << 10
+
+#: Room kept free for finishing the file, beside the saved cmdlines' size and per-CPU options.
+FINISH_RESERVE_BYTES = MOVE_BYTES + (64 << 10)
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+class StreamingTraceDatWriter(TraceDatWriter):
+    """A :class:`TraceDatWriter` that keeps every page on disk as it comes, for ``tracewatch record``.
+
+    A recording must survive its end, however it comes: SIGINT, SIGTERM,
+    SIGHUP, a second Ctrl-C, a full disk, an error.  How the file is laid out
+    while pages arrive, and why:
+
+    * **The metadata goes to the output at once** (at construction, before
+      tracing starts): header_page/event, the formats, kallsyms, printk
+      formats, i.e. everything that does not change while recording and
+      nearly all of the metadata's size.  It is written under a hidden name,
+      ``.NAME.RANDOM.partial`` beside ``path``, with the first bytes of the
+      magic left zero.  Room is then reserved (``posix_fallocate``) for
+      finishing the file: saved cmdlines, options, the per-CPU table and one
+      step of the move below.  So a full file system, or an unwritable
+      output, shows before the first page is traced, and a disk that fills
+      up later still leaves room to finish.
+    * **Pages go to one unnamed file per CPU** in the same directory
+      (``O_TMPFILE``, or created and unlinked at once), written through to
+      the kernel at every :meth:`add_pages`.  A version 6 file needs each
+      CPU's data as one contiguous region listed in the flyrecord table, and
+      version 7's buffer section is the same per CPU; per-CPU spool files
+      are how ``trace-cmd record`` meets that too (its per-CPU temporary
+      files, assembled at the end).  A layout readable at every moment
+      would need the CPU regions fixed in advance (huge sparse gaps) or
+      several buffer sections that trace-cmd would show as separate
+      instances; cmdlines and per-CPU stats are also worth taking at the end.
+    * **close() finishes the file**: the reserve is given back, the tail
+      (cmdlines and stats as they are then, options, table) is written after
+      the metadata, each CPU's pages are moved in :data:`MOVE_BYTES` at a
+      time, every step freed in the spool file (``FALLOC_FL_PUNCH_HOLE``) so
+      that a full disk is not needed twice, the magic is written, then
+      fsync and rename to ``path``.  The caller closes on every exit path it
+      controls (``tracewatch record`` does, signals included).
+
+    SIGKILL cannot be caught: the spool files vanish with the process (they
+    have no name) and the ``.partial`` file, its magic zero, is not a
+    trace.dat to trace-cmd or tracewatch; nothing appears under ``path`` (an
+    older file there is left as it was).
+
+    A write that fails (``ENOSPC``, ``EDQUOT``, ``EIO``) raises OSError after
+    cutting the spool file back to whole pages, so the pages kept stay
+    readable; :meth:`close` then still writes them.  ``mode`` defaults to
+    0o600, as perf creates perf.data: a trace holds kernel addresses.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], meta: TraceMeta, cpus: int, *, version: int = 6,
+                 compression: str | None = None, mode: int | None = 0o600) -> None:
+        super().__init__(path, meta, cpus, version=version, compression=compression, mode=mode)
+        self.partial_path, fd = self._create_temp(".partial", os.O_RDWR)
+        self._spool_files: dict[int, BinaryIO] = {}
+        #: the newest event time kept (ns, trace clock), known after close
+        self.last_event_ts: int | None = None
+        try:
+            self._file = os.fdopen(fd, "w+b")
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.partial_path)
+            raise
+        try:
+            out = _Out(self._file, meta.little_endian)
+            if version == 6:
+                self._write_v6_head(out)
+            else:
+                self._write_v7_head(out)
+            self._head_end = out.tell()
+            self._file.seek(0)
+            self._file.write(b"\0" * len(TRACEDAT_MAGIC))  # the magic comes last: until then, not a trace.dat
+            self._file.flush()
+            reserve = FINISH_RESERVE_BYTES + 2 * len(_enc(meta.cmdlines)) + 1024 * cpus
+            try:
+                os.posix_fallocate(self._file.fileno(), self._head_end, reserve)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+        except BaseException:
+            self._discard_partial()
+            raise
+
+    @property
+    def head_bytes(self) -> int:
+        """Bytes of metadata written at construction."""
+        return self._head_end
+
+    def add_pages(self, cpu: int, pages: PagesLike) -> None:
+        """Write whole pages to ``cpu``'s spool file now (OSError: see the class docstring)."""
+        view = self._page_view(cpu, pages)
+        if not view:
+            return
+        spool = self._spool_files.get(cpu)
+        if spool is None:
+            spool = self._spool_files[cpu] = tempfile.TemporaryFile(dir=self._directory, buffering=0)
+        fd = spool.fileno()
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            size = os.fstat(fd).st_size
+            os.ftruncate(fd, size - size % self.meta.page_size)  # a page the file system took only part of
+            raise
+
+    @property
+    def data_sizes(self) -> list[int]:
+        """Bytes of whole pages kept so far, per CPU."""
+        if not self._closed:
+            self._sizes = self._spooled_sizes()
+        return list(self._sizes)
+
+    def _spooled_sizes(self) -> list[int]:
+        """Whole pages in each CPU's spool file (an interrupted write may have left part of one)."""
+        ps = self.meta.page_size
+        sizes = [0] * self.cpus
+        for cpu, spool in self._spool_files.items():
+            size = os.fstat(spool.fileno()).st_size
+            sizes[cpu] = size - size % ps
+        return sizes
+
+    def close(self) -> None:
+        """Finish the file (tail, pages, magic), fsync, rename it to ``path``.
+
+        On an error the partial file is removed and OSError names the path.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sizes = self._spooled_sizes()
+            self.last_event_ts = self._last_event_ts()
+            f = self._file
+            f.flush()
+            os.ftruncate(f.fileno(), self._head_end)  # gives the reserve back, for what follows
+            f.seek(self._head_end)
+            out = _Out(f, self.meta.little_endian)
+            if self.version == 6:
+                self._write_v6_tail(out)
+            else:
+                self._write_v7_tail(out)
+            f.seek(0)
+            f.write(TRACEDAT_MAGIC)
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(self.partial_path, self.path)
+        except BaseException:
+            self._discard_partial()
+            raise
+        finally:
+            self._drop_spools()
+        self._fsync_directory()
+
+    def abort(self) -> None:
+        """Discard everything: the partial file and the spool files."""
+        self._closed = True
+        self._discard_partial()
+        self._drop_spools()
+
+    def _discard_partial(self) -> None:
+        try:
+            self._file.close()
+        except Exception:  # noqa: BLE001 - closing after a failed write may fail again (ENOSPC on flush)
+            pass
+        try:
+            os.unlink(self.partial_path)
+        except OSError:
+            pass
+
+    def _drop_spools(self) -> None:
+        for spool in self._spool_files.values():
+            spool.close()
+        self._spool_files.clear()
+        super()._drop_spools()
+
+    def _last_event_ts(self) -> int | None:
+        """The newest event time kept (ns, trace clock): the last page of each CPU walked."""
+        from .ring_page import walk_pages
+
+        try:
+            hp = HeaderPage.parse(self.meta.header_page)
+        except Exception:  # noqa: BLE001 - a summary only: no header_page, no time
+            return None
+        ps, newest = self.meta.page_size, None
+        for cpu, spool in self._spool_files.items():
+            size = self._sizes[cpu]
+            if not size:
+                continue
+            page = os.pread(spool.fileno(), ps, size - ps)
+            index = walk_pages(page, ps, commit_size=hp.commit_size, little=self.meta.little_endian)
+            if len(index.ts):
+                newest = max(newest or 0, int(index.ts[-1]))
+        return newest
+
+    def _spool_steps(self, cpu: int, step: int) -> Iterable[bytes]:
+        """``cpu``'s pages, ``step`` bytes at a time; each step is freed in the spool once the next is asked for."""
+        spool = self._spool_files.get(cpu)
+        size = self._sizes[cpu]
+        if spool is None or not size:
+            return
+        fd = spool.fileno()
+        for at in range(0, size, step):
+            yield os.pread(fd, min(step, size - at), at)
+            self._file.flush()  # the step is in the output file before its pages leave the spool
+            _punch_hole(fd, at, min(step, size - at))
+
+    def _copy_cpu(self, out: _Out, cpu: int) -> None:
+        for data in self._spool_steps(cpu, MOVE_BYTES):
+            out.raw(data)
+
+    def _cpu_chunks(self, cpu: int) -> Iterable[bytes]:
+        return self._spool_steps(cpu, PAGES_PER_CHUNK * self.meta.page_size)
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """Free a range of a file's blocks (Linux fallocate PUNCH_HOLE); nothing where the file system cannot."""
+    import ctypes
+
+    from ..libc import libc
+
+    fallocate = libc().fallocate
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)  # an error only costs space
 
 def write_tracedat(path: str | os.PathLike[str], meta: TraceMeta, pages_by_cpu: dict[int, list[PagesLike]], *,
                    cpus: int | None = None, version: int = 6, compression: str | None = None) -> None:

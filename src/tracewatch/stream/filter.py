@@ -980,6 +980,10 @@ class Filter:
         """
         return self._root.kernel()[1]
 
+    def kernel_text(self) -> str | None:
+        """Kernel text that keeps exactly the events this filter keeps, or None (``common_ts``, a newline)."""
+        return self._root.kernel()[0]
+
     def __str__(self) -> str:
         """tracewatch's normalised spelling of the filter; it parses back the same."""
         return self._root.text()
