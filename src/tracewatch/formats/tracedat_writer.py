@@ -358,8 +358,12 @@ def check_output(path: str | os.PathLike[str]) -> None:
     if os.path.isdir(path):
         raise OSError(errno.EISDIR, "is a directory", path)
     directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.stat(directory)  # EACCES when it cannot even be looked into
+    except FileNotFoundError:
+        raise OSError(errno.ENOENT, "directory does not exist", directory) from None
     if not os.path.isdir(directory):
-        raise OSError(errno.ENOENT, "directory does not exist", directory)
+        raise OSError(errno.ENOTDIR, "not a directory", directory)
     probe, fd = _create_beside(path, ".probe", 0o600)
     os.close(fd)
     os.unlink(probe)
