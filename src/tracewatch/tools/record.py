@@ -195,10 +195,10 @@ def _record(args: argparse.Namespace, command: list[str]) -> int:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 size = len(first_meta.kallsyms) + sum(len(t) for ts in first_meta.event_formats.values() for t in ts)
-                hint = "" if args.no_kallsyms else "; --no-kallsyms saves " \
-                    f"{len(first_meta.kallsyms) / 1e6:.1f} MB"
-                raise CaptureError(f"{args.output}: no room for the metadata (~{size / 1e6:.1f} MB){hint}: "
-                                   f"{e.strerror}") from None
+                hint = "" if args.no_kallsyms else f"; --no-kallsyms saves {len(first_meta.kallsyms) / 1e6:.1f} MB"
+                full = "disk full" if e.errno == errno.ENOSPC else "disk quota exceeded"
+                raise CaptureError(f"{args.output}: {full}: no room for the metadata (~{size / 1e6:.1f} MB){hint}"
+                                   ) from None
             raise _output_error(args.output, e) from None
         until = f" for {args.duration:g} s" if args.duration else ""
         stop = "until the command exits or Ctrl-C" if command else "Ctrl-C to end"
