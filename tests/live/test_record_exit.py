@@ -41,6 +41,7 @@ def _load() -> subprocess.Popen:
                 os.stat("/nonexistent/tracewatch-record-exit-test")
             except OSError:
                 pass
+            os.getpid()  # a libc function for the probe tests
     """)
 
 
@@ -141,6 +142,20 @@ def test_a_recording_ended_by_signals_is_a_whole_trace(tmp_path, load, signals, 
     assert proc.wait() in statuses, err
     assert re.search(r"x\.dat: \d+ pages", err), err
     _assert_kept(out)
+
+
+def test_sigterm_removes_the_probes_and_keeps_their_events(tmp_path, load):
+    out = tmp_path / "x.dat"
+    proc = _start(out, "-P", "libc:getpid", pid=load.pid)
+    _wait_for_pages(proc, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read().decode(errors="replace")
+    assert proc.wait() == -signal.SIGTERM, err
+    groups = [u.group for u in tracefs.TraceFS().uprobes()]
+    assert not [g for g in groups if g.startswith(f"tracewatch_{proc.pid}_")], groups
+    _assert_kept(out)
+    report = subprocess.run([TRACE_CMD, "report", str(out)], capture_output=True, text=True).stdout
+    assert re.search(r": getpid:", report), report[:2000]
 
 
 def test_a_full_disk_keeps_a_readable_file_and_says_what_was_kept(tmp_path, load, small_fs):
