@@ -30,7 +30,17 @@ no gaps.
 CPU, spools them per CPU (memory first, then an unnamed temporary file in the
 output directory), and assembles the file at :meth:`~TraceDatWriter.close`
 under a temporary name in the same directory: fsync, then rename.  No partial
-file is ever visible under the final name.
+file is ever visible under the final name.  That suits the flight recorder,
+whose pages are in memory anyway.
+
+:class:`StreamingTraceDatWriter` (``tracewatch record``) writes the metadata
+at once and every page to disk as it comes, so that whatever ends a
+recording leaves what was captured; its docstring says how and why
+(per-CPU spool files, the magic written last, room reserved for finishing).
+
+Files are created with the ``mode`` asked for (``record``: 0o600, as perf
+creates perf.data, since a trace holds kernel addresses);
+:func:`make_private_directory` does the same for directories.
 """
 
 from __future__ import annotations
