@@ -182,9 +182,8 @@ def _record(args: argparse.Namespace, command: list[str]) -> int:
         inst = session.instance
         pairs = [tuple(e.split(":", 1)) for e in session.enabled]
 
-        def meta() -> TraceMeta:
-            return TraceMeta.from_tracefs(inst.path, pairs,
-                                          kallsyms_path=None if args.no_kallsyms else "/proc/kallsyms")
+        def meta(kallsyms: bool = not args.no_kallsyms) -> TraceMeta:
+            return TraceMeta.from_tracefs(inst.path, pairs, kallsyms_path="/proc/kallsyms" if kallsyms else None)
 
         cpus = max(session.source.cpus) + 1
         first_meta = meta()
@@ -224,10 +223,14 @@ def _record(args: argparse.Namespace, command: list[str]) -> int:
 
         with _signals_held() as held:
             try:
-                writer.meta = meta()  # saved_cmdlines and per-CPU stats as they are at the end
+                # saved_cmdlines and per-CPU stats as they are at the end (kallsyms is written already)
+                writer.meta = meta(kallsyms=False)
             except (OSError, CaptureError):
-                writer.meta = first_meta
-            writer.close()
+                pass  # the ones read at the start
+            try:
+                writer.close()
+            except OSError as e:
+                raise CaptureError(f"{args.output}: the file could not be finished: {e.strerror or e}") from None
             lost = session.lost_events()
             session.close()
         if held and ended_by is None:
