@@ -189,7 +189,8 @@ def test_metadata_that_does_not_fit_is_refused_before_tracing(tmp_path, small_fs
                            "-o", str(out)], capture_output=True, env=_env())
     err = done.stderr.decode(errors="replace")
     assert done.returncode == 2, err
-    assert re.fullmatch(r"tracewatch: error: .*x\.dat: disk full: no room for the metadata .*--no-kallsyms.*\n", err), err
+    assert re.fullmatch(r"tracewatch: error: .*x\.dat: disk full: no room for the metadata .*--no-kallsyms.*\n",
+                        err), err
     assert list(small_fs.iterdir()) == []
 
 
