@@ -152,6 +152,17 @@ def test_check_output_names_what_is_wrong(tmp_path):
     with pytest.raises(OSError) as e:
         check_output(tmp_path / "missing" / "x.dat")
     assert e.value.errno == errno.ENOENT and e.value.filename == str(tmp_path / "missing")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as e:
+        check_output(fifo)
+    assert "not a regular file" in str(e.value)
+    fifo.unlink()
+    (tmp_path / "stdout").symlink_to("/proc/self/fd/1")  # what /dev/stdout is
+    with pytest.raises(OSError) as e:
+        check_output(tmp_path / "stdout")
+    assert "not a regular file" in str(e.value)
+    (tmp_path / "stdout").unlink()
     check_output(tmp_path / "x.dat")
     assert list(tmp_path.iterdir()) == []  # the probe is gone
 

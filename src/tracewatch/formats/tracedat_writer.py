@@ -360,13 +360,17 @@ def _create_beside(path: str, suffix: str, mode: int | None, flags: int = os.O_W
 def check_output(path: str | os.PathLike[str]) -> None:
     """Raise OSError (errno, strerror, the path at fault) if a trace cannot be written to ``path``.
 
-    For a check before tracing starts: ``path`` must not be a directory, its
-    directory must exist, and a file must be creatable there (which catches
+    For a check before tracing starts: ``path`` must be a regular file or
+    not exist yet, its directory must exist, and a file must be creatable there (which catches
     a read-only file system and missing permissions, whoever we run as).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise OSError(errno.EISDIR, "is a directory", path)
+    # the finished file is renamed into place: it would replace a device, a pipe or a link to one
+    # (/dev/stdout -> /proc/self/fd/1), not write to it
+    if (os.path.exists(path) and not os.path.isfile(path)) or _links_through_proc(path):
+        raise OSError(errno.EINVAL, "not a regular file (the trace is renamed into place)", path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.stat(directory)  # EACCES when it cannot even be looked into
@@ -377,6 +381,18 @@ def check_output(path: str | os.PathLike[str]) -> None:
     probe, fd = _create_beside(path, ".probe", 0o600)
     os.close(fd)
     os.unlink(probe)
+
+
+def _links_through_proc(path: str) -> bool:
+    """Whether ``path`` is a symbolic link whose chain passes through /proc (a process's fd, not a file)."""
+    hop = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on nested links
+        if not os.path.islink(hop):
+            return False
+        hop = os.path.abspath(os.path.join(os.path.dirname(hop), os.readlink(hop)))
+        if hop.startswith("/proc/"):
+            return True
+    return False
 
 
 def make_private_directory(path: str | os.PathLike[str], mode: int = 0o700) -> None:
