@@ -9,7 +9,8 @@
 
     signals (main thread, flags only)   SIGUSR1: dump now      SIGHUP: reload the script, keep the ring
                                         SIGTERM/SIGINT: stop: drain, end hooks, pending dumps written,
-                                        instance removed
+                                        instance removed; a second one, or the end of the
+                                        grace period (stop watchdog), abandons the handlers
     service thread                      serves SIGUSR1 dumps (under the recorder's lock, so a dump
                                         happens even when no event arrives) and rewrites the status
                                         file every few seconds (atomically: temporary name, rename)
@@ -20,6 +21,21 @@
 of a dump from the live instance (static parts read once, saved_cmdlines and
 per-CPU stats at each dump).  Log lines go to stderr, one per event, in the
 form journald keeps (``tracewatch[PID]: dump written: PATH (N events, M bytes, REASON)``).
+
+Stopping with a stuck handler: handlers run in the main thread, so a stop
+request (a flag) is not seen while a handler loops.  The first SIGTERM/SIGINT
+starts a watchdog thread; when the run has not ended ``stop_grace`` seconds
+later, it sends SIGTERM to the main thread again with the handlers marked
+abandoned, and the signal handler raises :class:`HandlersAbandoned` there
+(Python runs signal handlers between bytecodes, and a blocking system call
+returns EINTR first): the run unwinds, skips the end hooks, writes its
+pending dumps, removes the instance and ends with :class:`HandlersStuckError`
+(exit status 2).  When even that does not bring the main thread back within
+another grace period (stuck in C code), the watchdog removes the instance and
+probes and the temporaries of dumps being written itself, and calls
+``os._exit(2)``.  (A C call that holds the GIL for ever stops the watchdog
+too: then only SIGKILL ends it, and the next start or ``tracewatch cleanup``
+removes what is left.)
 """
 
 from __future__ import annotations
@@ -35,15 +51,16 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ..errors import ScriptError, TracewatchError
+from ..errors import CaptureError, ScriptError, TracewatchError
 from ..formats.tracedat_writer import TraceMeta
 from ..script.api import EventHandler, ScriptHandlers, parse_duration
 from ..stream.dispatch import Dispatcher, pattern_matches
-from .dump import FlightRecorder, _iso, _write_atomic
+from .dump import (DEFAULT_FILE_MODE, FlightRecorder, _iso, _write_atomic, cleanup_dead_dump_dirs,
+                   register_dump_dir, remove_open_temporaries, unregister_dump_dir)
 from .history import Window
 
 __all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log_line", "read_status",
-           "format_status", "tune_malloc", "STATUS_VERSION"]
+           "format_status", "tune_malloc", "STATUS_VERSION", "HandlersAbandoned", "HandlersStuckError"]
 
 STATUS_VERSION = 1
 
@@ -53,7 +70,23 @@ MIN_HEADROOM_BYTES = 16 << 20
 
 def log_line(message: str) -> None:
     """One journald-friendly line on stderr: ``tracewatch[PID]: message``."""
-    print(f"tracewatch[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"tracewatch[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass  # stderr gone (the terminal hung up): the recorder must still stop and clean up
+
+
+class HandlersAbandoned(BaseException):
+    """Raised in the main thread to leave a handler that did not return after a stop request.
+
+    A BaseException, as KeyboardInterrupt is: the dispatcher's error policy
+    (``--on-error skip``) and a handler's own ``except Exception`` must not
+    swallow it.
+    """
+
+
+class HandlersStuckError(CaptureError):
+    """The run ended with its handlers abandoned (stuck after SIGTERM/SIGINT): exit status 2."""
 
 
 def tune_malloc() -> bool:
@@ -266,8 +299,9 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
                      f"the newest page; {h.get('late_triggers', 0)} late trigger(s), worst "
                      f"{h.get('max_trigger_lag_ms', 0):.0f} ms"),
         ("dumps", f"{d.get('dumps', 0)} written, {d.get('triggers', 0)} triggers, "
-                  f"{d.get('suppressed_cooldown', 0)} in cooldown, {d.get('skipped_disk_full', 0)} disk full, "
-                  f"{d.get('busy', 0)} busy, {d.get('failed', 0)} failed"),
+                  f"{d.get('suppressed_cooldown', 0)} in cooldown, {d.get('suppressed_limit', 0)} over the limit, "
+                  f"{d.get('skipped_disk_full', 0)} disk full, {d.get('busy', 0)} busy, {d.get('failed', 0)} failed"
+                  + (f" ({d['failure']})" if d.get("failed") and d.get("failure") else "")),
         ("out", doc.get("out_dir", "-")),
         ("memory", f"{_fmt_bytes(doc.get('rss_bytes'))} resident"),
     ]
@@ -306,14 +340,16 @@ class FlightRun:
     :meth:`recorder_for`); ``script``/``script_args``: the trigger script
     (reloaded on SIGHUP; ``runner``: the already loaded
     :class:`~tracewatch.script.runner.ScriptRunner` of it), or ``handlers``: ready-made handlers (declarative
-    triggers); ``status_path``: rewritten every ``status_interval`` seconds.
+    triggers); ``status_path``: rewritten every ``status_interval`` seconds;
+    ``stop_grace``: seconds a handler may run on after SIGTERM/SIGINT before it
+    is abandoned (see the module docstring).
     """
 
     def __init__(self, session: Any, recorder: FlightRecorder, *, script: str | None = None,
                  script_args: Sequence[str] = (), handlers: ScriptHandlers | None = None,
                  on_error: str = "skip", status_path: str | None = None, status_interval: float = 2.0,
                  triggers_spec: Sequence[str] = (), log: Callable[[str], None] = log_line,
-                 signals: bool = True, runner: Any = None) -> None:
+                 signals: bool = True, runner: Any = None, stop_grace: float = 5.0) -> None:
         self.session = session
         self.recorder = recorder
         self.script = script
@@ -352,6 +388,13 @@ class FlightRun:
         self._events_per_s = 0.0
         self.state = "starting"
         self.notify = _Notify()
+        self.stop_grace = stop_grace
+        self._stop_signals = 0
+        self._abandon: str | None = None  # why the handlers are abandoned (set: raise in the main thread)
+        self._cleaning = False  # past the handlers: a stop signal must not raise into the clean-up
+        self._ended = threading.Event()  # the run has cleaned up (the watchdog stands down)
+        self._watchdog: threading.Thread | None = None
+        self._dir_note: str | None = None  # register_dump_dir's note of this run's dump directory
 
     @staticmethod
     def recorder_for(session: Any, keep: int | str, out_dir: str, **kw: Any) -> FlightRecorder:
@@ -439,18 +482,71 @@ class FlightRun:
         self.session.stop()
 
     def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        # flags only: the work happens in the dispatch loop or the service thread
+        # flags only: the work happens in the dispatch loop or the service thread; the one exception
+        # is leaving handlers that do not return after a stop (HandlersAbandoned, below)
         if signum == signal.SIGUSR1:
             self.request_dump()
-        elif signum == signal.SIGHUP:
+            return
+        if signum == signal.SIGHUP:
             self.request_reload()
-        else:
-            self.request_stop(signal.Signals(signum).name)
+            return
+        name = signal.Signals(signum).name
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            self.request_stop(name)
+            self._start_watchdog()
+        elif self._abandon is None and not self._cleaning:
+            self._abandon = f"a second {name}"
+        if self._abandon is not None and not self._cleaning:
+            raise HandlersAbandoned(self._abandon)
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None and self.stop_grace is not None:
+            self._watchdog = threading.Thread(target=self._watch_stop, name="tracewatch-stop-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+
+    def _watch_stop(self) -> None:
+        """After a stop request: abandon handlers that outlive the grace period; exit if even that fails."""
+        grace = max(0.0, float(self.stop_grace))
+        if self._ended.wait(grace):
+            return
+        if not self._cleaning and self._abandon is None:
+            self._abandon = f"the handlers did not return within {grace:g} s of {self.stop_reason}"
+            self.log(f"{self._abandon}: abandoning them")
+            try:
+                # the signal handler raises HandlersAbandoned in the main thread; the signal also makes a
+                # blocking system call there return (EINTR) so that the handler runs
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+        if self._ended.wait(max(grace, 2.0)):
+            return
+        self._hard_exit()
+
+    def _hard_exit(self) -> None:
+        """The main thread does not come back (stuck in C code): remove the kernel state here and exit."""
+        why = self._abandon or f"the run did not end within {self.stop_grace:g} s of {self.stop_reason}"
+        temporaries = remove_open_temporaries()
+        try:
+            self.session.instance.close()
+            removed = f"instance {self.session.instance.name} removed"
+        except Exception as e:  # noqa: BLE001 - exiting anyway; the next start cleans up
+            removed = f"instance {self.session.instance.name} NOT removed ({e}; `tracewatch cleanup` will)"
+        unregister_dump_dir(self._dir_note)
+        self.log(f"{why}; the main thread is stuck (in C code?): {removed}, "
+                 f"{len(temporaries)} unfinished dump file(s) removed, exiting")
+        try:
+            print(f"tracewatch: error: handlers stuck after {self.stop_reason}: abandoned, {removed}",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        os._exit(2)
 
     def _install_signals(self) -> None:
         if not self.use_signals or threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTERM):
+        for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             self._previous_signals[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
 
@@ -529,8 +625,9 @@ class FlightRun:
                          else round(rs["last_trigger_lag_ns"] / 1e6, 1),
                          "max_trigger_lag_ms": round(rs["max_trigger_lag_ns"] / 1e6, 1),
                          "errors": d.errors if d is not None else 0},
-            "dumps": {k: rs[k] for k in ("dumps", "triggers", "suppressed_cooldown", "skipped_disk_full",
-                                         "failed", "rotated", "busy", "pending", "writing")},
+            "dumps": {k: rs[k] for k in ("dumps", "triggers", "suppressed_cooldown", "suppressed_limit",
+                                         "skipped_disk_full", "failed", "failure", "rotated", "bytes_written",
+                                         "busy", "pending", "writing")},
             "last_dump": None if last is None else {
                 "file": os.path.basename(last.path), "path": last.path, "reason": last.reason,
                 "events": last.events, "bytes": last.bytes,
@@ -544,21 +641,42 @@ class FlightRun:
         try:
             doc = self.status()
             d = os.path.dirname(os.path.abspath(self.status_path))
-            os.makedirs(d, exist_ok=True)
-            _write_atomic(self.status_path, (json.dumps(doc, indent=2) + "\n").encode())
+            os.makedirs(d, 0o700, exist_ok=True)
+            _write_atomic(self.status_path, (json.dumps(doc, indent=2) + "\n").encode(),
+                          self.recorder.writer.file_mode)
         except Exception as e:  # noqa: BLE001 - the recorder goes on without its status file
             self.log(f"status file {self.status_path}: {type(e).__name__}: {e}")
 
     # -- running -----------------------------------------------------------------
 
     def run(self) -> Dispatcher:
-        """Trace until the session ends (duration, SIGTERM, Ctrl-C); end hooks and dumps on every way out."""
+        """Trace until the session ends (duration, SIGTERM, Ctrl-C); end hooks and dumps on every way out.
+
+        Raises :class:`HandlersStuckError` when the handlers had to be
+        abandoned (the caller's ``session.close()`` then removes the instance).
+        """
         from . import set_current_recorder
 
         session, rec = self.session, self.recorder
         session.add_page_tap(rec.add_pages)
         previous = set_current_recorder(rec)
         service = threading.Thread(target=self._service, name="tracewatch-flight-service", daemon=True)
+        # killed runs' dump directories get their temporaries removed; this one is noted for the next
+        for path in cleanup_dead_dump_dirs():
+            self.log(f"removed {path} (a dump cut short by a killed run)")
+        self._dir_note = register_dump_dir(rec.writer.out_dir)
+        try:
+            return self._run(session, rec, service, previous)
+        except HandlersAbandoned as e:
+            raise HandlersStuckError(f"a handler was stuck: abandoned after {e}; end hooks skipped, pending "
+                                     "dumps written, the tracing instance removed") from None
+        finally:
+            self._ended.set()
+            unregister_dump_dir(self._dir_note)
+
+    def _run(self, session: Any, rec: FlightRecorder, service: threading.Thread, previous: Any) -> Dispatcher:
+        from . import set_current_recorder
+
         started = False
         try:
             self.dispatcher = self._make_dispatcher(self.handlers, self.runner)
@@ -580,7 +698,9 @@ class FlightRun:
             self.state = "stopping"
             self.notify.send("STOPPING=1")
             try:
-                if started and self.dispatcher is not None:
+                if self._abandon is not None:
+                    self.log(f"end hooks skipped: the handlers were abandoned ({self._abandon})")
+                elif started and self.dispatcher is not None:
                     saved = sys.exc_info()[1]
                     for f in self.handlers.end:
                         try:
@@ -590,7 +710,9 @@ class FlightRun:
                                 raise
                 sys.stdout.flush()
             finally:
-                self._restore_signals()
+                # from here on a stop signal is only counted (our handler stays installed until the
+                # dumps are written: the previous one would kill the process in the middle of one)
+                self._cleaning = True
                 self._stop_service = True
                 self._wake()
                 if service.is_alive():
@@ -604,6 +726,7 @@ class FlightRun:
                     set_current_recorder(previous)
                     self.state = "stopped"
                     self.write_status()
+                    self._restore_signals()
         return self.dispatcher
 
 

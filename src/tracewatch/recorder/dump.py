@@ -25,10 +25,21 @@ beside it (``20261130T071502.123Z-nginx-failing.dat``).  Both are written under
 a temporary name and renamed, the .dat first, so a .json always describes a
 complete .dat.  Rotation deletes the oldest pairs beyond ``max_dumps``, and
 only files whose names have this pattern.
+
+A temporary cut short (SIGKILL, power loss) never looks like a trace: the
+.dat's magic bytes are written last, just before the rename, so trace-cmd
+and tracewatch reject a partial file.  Temporaries (``.NAME.XXXXXXXX.tmp``)
+are removed when a recorder opens the directory (:class:`DumpDir`, which
+also holds the directory's lock while the recorder runs) and by
+``tracewatch cleanup``.  Dumps, sidecars and status files are created
+``0600`` (they hold kernel addresses), a directory the recorder creates
+``0700``; ``file_mode`` changes both.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import queue
@@ -42,7 +53,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import TracewatchError
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
+from ..formats.tracedat import TRACEDAT_MAGIC
 from ..formats.tracedat_writer import PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out
 from .page_ring import PageRing, RingHold, page_times, parse_size
 
@@ -56,6 +69,10 @@ __all__ = [
     "slugify",
     "dump_file_stem",
     "DEFAULT_MIN_FREE_BYTES",
+    "DEFAULT_FILE_MODE",
+    "DumpDir",
+    "remove_stale_temporaries",
+    "remove_open_temporaries",
     "replay_pages",
     "ReplaySource",
 ]
@@ -67,6 +84,210 @@ DEFAULT_MIN_FREE_BYTES = 256 << 20
 DEFAULT_SETTLE_NS = 1_000_000_000
 
 _NAME_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z-[a-z0-9-]+(?:-\d+)?)\.(dat|json)$")
+
+#: Permissions of dumps, sidecars and status files: they hold full kernel addresses.
+DEFAULT_FILE_MODE = 0o600
+
+#: The lock file a recorder holds in its dump directory (``flock``) while it runs.
+LOCK_NAME = ".tracewatch.lock"
+
+#: Temporary names of this module and of TraceDatWriter: ``.<final name>.<8 hex digits>.tmp``.
+_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+#: Temporaries this process is writing now (path -> None), for a last-resort exit that must not
+#: leave them behind (see daemon.FlightRun's stop watchdog).
+_open_temporaries: dict[str, None] = {}
+_temporaries_lock = threading.Lock()
+
+
+def _track_temporary(path: str, open_: bool) -> None:
+    with _temporaries_lock:
+        if open_:
+            _open_temporaries[path] = None
+        else:
+            _open_temporaries.pop(path, None)
+
+
+def remove_open_temporaries() -> list[str]:
+    """Unlink the temporaries this process is writing (before ``os._exit``); returns their paths."""
+    with _temporaries_lock:
+        paths = list(_open_temporaries)
+        _open_temporaries.clear()
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return paths
+
+
+def directory_mode(file_mode: int) -> int:
+    """The mode of a directory holding files of ``file_mode``: search permission where read is given."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Remove the temporaries (``.NAME.XXXXXXXX.tmp``) left in ``directory``; returns their paths.
+
+    Only call it while holding the directory's lock (:class:`DumpDir`): a
+    recorder writing there holds it, and its temporaries are not stale.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP_RE.match(name):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+#: Where a live recorder notes its dump directory while it runs (``flight-<pid>.out``), so that
+#: ``tracewatch cleanup`` finds the directories of runs that were killed.
+RUN_DIR = os.environ.get("TRACEWATCH_RUN_DIR", "/run/tracewatch")
+
+
+def register_dump_dir(path: str) -> str | None:
+    """Note ``path`` as this process's dump directory; returns the note's path (None: not writable)."""
+    note = os.path.join(RUN_DIR, f"flight-{os.getpid()}.out")
+    try:
+        os.makedirs(RUN_DIR, 0o700, exist_ok=True)
+        _write_atomic(note, (os.path.abspath(path) + "\n").encode())
+    except OSError:
+        return None  # not root, or no /run: `tracewatch cleanup --out DIR` still works
+    return note
+
+
+def unregister_dump_dir(note: str | None) -> None:
+    if note:
+        try:
+            os.unlink(note)
+        except OSError:
+            pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_dead_dump_dirs() -> list[str]:
+    """Remove the temporaries in the dump directories of recorders that died (SIGKILL); returns them.
+
+    Reads the notes of :func:`register_dump_dir` whose pid is not running,
+    sweeps each directory (when no live process holds its lock) and removes
+    the note.
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(RUN_DIR)
+    except OSError:
+        return removed
+    for name in names:
+        m = re.match(r"^flight-(\d+)\.out$", name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        note = os.path.join(RUN_DIR, name)
+        try:
+            with open(note, encoding="utf-8") as f:
+                path = f.read().strip()
+        except OSError:
+            continue
+        if path and os.path.isdir(path):
+            try:
+                d = DumpDir(path, create=False)
+            except TracewatchError:
+                d = None
+            if d is not None:
+                removed += d.swept or []
+                d.close()
+                if not d.swept and d.shared_with:
+                    continue  # in use by a live recorder now: its temporaries are not stale
+        unregister_dump_dir(note)
+    return removed
+
+
+class DumpDir:
+    """A dump directory opened for a recorder: checked, created if missing, locked, swept of temporaries.
+
+    Opening fails with a :class:`TracewatchError` (one line for the user)
+    when ``path`` is not a directory or cannot be written: at start, before
+    any tracing, not at the first dump.  A missing directory is created with
+    :func:`directory_mode` of ``file_mode`` (0700); an existing one keeps its
+    mode.  The lock (``flock`` on ``.tracewatch.lock``) is held until
+    :meth:`close`: while another live process holds it, that process's
+    temporaries are left alone (``swept`` is None) and ``shared_with`` says so.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], file_mode: int = DEFAULT_FILE_MODE, *,
+                 sweep: bool = True, create: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.file_mode = file_mode
+        self.swept: list[str] | None = None
+        self.shared_with: str | None = None
+        self._lock = None
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise TracewatchError(f"{self.path}: not a directory (dumps need a directory to go in)")
+        if not os.path.isdir(self.path) and not create:
+            raise TracewatchError(f"{self.path}: no such directory")
+        if not os.path.isdir(self.path):
+            try:
+                os.makedirs(self.path, directory_mode(file_mode))
+                os.chmod(self.path, directory_mode(file_mode))  # the umask does not decide this one
+            except FileExistsError:
+                if not os.path.isdir(self.path):
+                    raise TracewatchError(f"{self.path}: not a directory (dumps need a directory to go in)") \
+                        from None
+            except OSError as e:
+                raise TracewatchError(f"cannot create the dump directory {self.path}: {e.strerror}") from None
+        lock_path = os.path.join(self.path, LOCK_NAME)
+        try:
+            # creating (or opening for writing) a file is the test that dumps can be written here: a
+            # read-only mount fails now even for root, for whom access(2) says yes to a chmod 0500
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, file_mode)
+        except OSError as e:
+            raise TracewatchError(f"cannot write dumps to {self.path}: {e.strerror}") from None
+        self._lock = os.fdopen(fd, "r+b")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            self.shared_with = self._lock.read(64).decode(errors="replace").strip() or "another process"
+            return
+        try:
+            self._lock.truncate(0)
+            self._lock.write(f"{os.getpid()}\n".encode())
+            self._lock.flush()
+        except OSError as e:
+            self.close()
+            raise TracewatchError(f"cannot write dumps to {self.path}: {e.strerror}") from None
+        if sweep:
+            self.swept = remove_stale_temporaries(self.path)
+
+    @property
+    def locked(self) -> bool:
+        """Whether this process holds the directory's lock."""
+        return self._lock is not None and not self._lock.closed and self.shared_with is None
+
+    def close(self) -> None:
+        """Let the lock go (the lock file stays: removing it would race another opener)."""
+        if self._lock is not None and not self._lock.closed:
+            self._lock.close()
 
 
 def _duration_ns(value: str | int | float | None, default: int | None = 0) -> int | None:
@@ -277,11 +498,40 @@ class _DumpFileWriter(TraceDatWriter):
     has the monotonic times of each step, for the sidecar's ``timing_ms``.
     """
 
-    def __init__(self, *a: Any, **kw: Any) -> None:
+    def __init__(self, *a: Any, file_mode: int = DEFAULT_FILE_MODE, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self._held_pages: dict[int, list[Any]] = {}
         self.renamed_at: float | None = None
         self.marks: dict[str, float] = {}
+        self.file_mode = file_mode
+        self._magic_at: int | None = None
+
+    def _create_temp(self) -> tuple[str, int]:
+        """As TraceDatWriter's, but created with ``file_mode`` (0600) and tracked until renamed or removed."""
+        base = os.path.basename(self.path)
+        for _ in range(100):
+            tmp = os.path.join(self._directory, f".{base}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
+            except FileExistsError:
+                continue
+            _track_temporary(tmp, True)
+            try:
+                os.fchmod(fd, self.file_mode)  # exactly the mode asked for, whatever the umask
+            except OSError:
+                pass
+            return tmp, fd
+        raise OSError(errno.EEXIST, "cannot create a temporary file", self._directory)
+
+    def _initial_format(self, out) -> None:  # noqa: ANN001
+        # zeros where the magic goes: a file cut short is no trace for any reader; close() writes
+        # the magic once everything else is in the file
+        self._magic_at = out.tell()
+        super()._initial_format(out)
+        end = out.tell()
+        out.f.seek(self._magic_at)
+        out.raw(b"\0" * len(TRACEDAT_MAGIC))
+        out.f.seek(end)
 
     def add_ring_part(self, part: _RingPart) -> None:
         if self._closed:
@@ -355,9 +605,12 @@ class _DumpFileWriter(TraceDatWriter):
                 else:
                     self._write_v7(out)
                 f.flush()
+                if self._magic_at is not None:
+                    os.pwrite(f.fileno(), TRACEDAT_MAGIC, self._magic_at)  # complete: a trace now
                 self.marks["pages"] = time.monotonic()
                 self.marks.setdefault("metadata", self.marks["pages"])
                 os.replace(tmp_path, self.path)  # complete: visible now
+                _track_temporary(tmp_path, False)
                 self.renamed_at = self.marks["renamed"] = time.monotonic()
                 os.fsync(f.fileno())  # durable: before the sidecar says it is there
                 self.marks["fsynced"] = time.monotonic()
@@ -369,6 +622,7 @@ class _DumpFileWriter(TraceDatWriter):
                     os.unlink(tmp_path)
                 except OSError:
                     pass
+                _track_temporary(tmp_path, False)
             raise
         finally:
             sys.setswitchinterval(switch)
@@ -587,8 +841,13 @@ class PendingDump:
             raise
         renamed = getattr(self._writer, "renamed_at", None) or time.monotonic()
         timing = self._timing(started)
-        self.result = self.owner._completed(self, time.monotonic() - started, renamed - self.request.requested_at,
-                                            timing)
+        try:
+            self.result = self.owner._completed(self, time.monotonic() - started,
+                                                renamed - self.request.requested_at, timing)
+        except BaseException:
+            # the .dat is complete, its sidecar is not: counted as failed (the .dat stays, readable)
+            self.owner._failed(self)
+            raise
         return self.result
 
     def _timing(self, started: float) -> dict[str, float]:
@@ -643,20 +902,32 @@ class DumpWriter:
     last admitted one are counted, not dumped.  ``min_free_bytes``: a dump is
     skipped when the file system of ``out_dir`` would be left with less free
     space (statvfs ``f_bavail``); dumping resumes when space is back, and both
-    changes are logged once.  ``settings`` go into every sidecar (keep,
-    before, after, ...).  ``log`` takes one line per message.
+    changes are logged once.  ``dump_limit`` / ``dump_limit_bytes``: the
+    run's budget; once that many dumps were admitted (or that many bytes
+    written), further triggers are counted as ``suppressed_limit`` (logged
+    once; a forced dump, SIGUSR1, still goes through).  ``settings`` go into every sidecar (keep,
+    before, after, ...).  ``log`` takes one line per message.  ``out_dir``:
+    a path or an open :class:`DumpDir`; ``file_mode``: of every file written
+    (0600), and of the directory when it has to be created (0700).
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], meta: TraceMeta | Callable[[], TraceMeta], *,
+    def __init__(self, out_dir: str | os.PathLike[str] | DumpDir, meta: TraceMeta | Callable[[], TraceMeta], *,
                  max_dumps: int | None = None, min_free_bytes: int | str = DEFAULT_MIN_FREE_BYTES,
                  cooldown: str | int | float | None = None, version: int = 6, compression: str | None = None,
-                 settings: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> None:
-        self.out_dir = os.fspath(out_dir)
-        os.makedirs(self.out_dir, exist_ok=True)
+                 settings: dict[str, Any] | None = None, log: Callable[[str], None] | None = None,
+                 dump_limit: int | None = None, dump_limit_bytes: int | str | None = None,
+                 file_mode: int = DEFAULT_FILE_MODE) -> None:
+        self.dir = out_dir if isinstance(out_dir, DumpDir) else DumpDir(out_dir, file_mode)
+        self.out_dir = self.dir.path
+        self.file_mode = self.dir.file_mode
         self._meta = meta
         if max_dumps is not None and max_dumps < 1:
             raise ValueError("max_dumps must be at least 1")
         self.max_dumps = max_dumps
+        if dump_limit is not None and dump_limit < 1:
+            raise ValueError("dump_limit must be at least 1")
+        self.dump_limit = dump_limit
+        self.dump_limit_bytes = None if dump_limit_bytes is None else parse_size(dump_limit_bytes)
         self.min_free_bytes = parse_size(min_free_bytes)
         self.cooldown_ns = _duration_ns(cooldown) or 0
         self.version = version
@@ -668,7 +939,12 @@ class DumpWriter:
         self.suppressed_cooldown = 0  # triggers inside a cooldown, in all
         self.skipped_disk_full = 0
         self.failed = 0
+        self.failure: str | None = None  # why the last dump failed (strerror), for the summary
         self.rotated = 0
+        self.suppressed_limit = 0  # triggers beyond dump_limit / dump_limit_bytes
+        self.admitted = 0  # dumps admitted (written, being written or failed)
+        self.bytes_written = 0  # of the .dat files written by this writer
+        self._limit_logged = False
         self._suppressed_since_dump = 0
         self.admitted_suppressed = 0  # cooldown-suppressed triggers just before the last admitted one
         self._last_admitted_ts: int | None = None
@@ -694,6 +970,14 @@ class DumpWriter:
             self.suppressed_cooldown += 1
             self._suppressed_since_dump += 1
             return "cooldown"
+        over = None if force else self._over_limit()
+        if over is not None:
+            self.suppressed_limit += 1
+            if not self._limit_logged:
+                self._limit_logged = True
+                self.log(f"dump limit reached ({over}): further triggers are counted, not dumped "
+                         "(SIGUSR1 still dumps)")
+            return "limit"
         free = self.free_bytes()
         if free - estimated_bytes < self.min_free_bytes:
             self.skipped_disk_full += 1
@@ -708,10 +992,20 @@ class DumpWriter:
             self.log(f"dumping resumed: {free >> 20} MiB free in {self.out_dir} "
                      f"({self.skipped_disk_full} triggers were not dumped)")
         self._last_admitted_ts = trigger_ts
+        self.admitted += 1
         # taken now, not when the dump is written: with a writer thread, later triggers may be
         # counted before this dump completes, and they belong to the next dump's sidecar
         self.admitted_suppressed = self._suppressed_since_dump
         self._suppressed_since_dump = 0
+        return None
+
+    def _over_limit(self) -> str | None:
+        """The budget this run has used up (a phrase for the log), or None."""
+        if self.dump_limit is not None and self.admitted >= self.dump_limit:
+            return f"{self.admitted} dumps, --dump-limit {self.dump_limit}"
+        if self.dump_limit_bytes is not None and self.bytes_written >= self.dump_limit_bytes:
+            return (f"{self.bytes_written >> 20} MiB written, --dump-limit-bytes "
+                    f"{self.dump_limit_bytes >> 20} MiB")
         return None
 
     # -- writing -----------------------------------------------------------------
@@ -743,21 +1037,25 @@ class DumpWriter:
                 if meta.page_size != page_size:
                     meta = TraceMeta(**{**asdict(meta), "page_size": page_size})
                 return _DumpFileWriter(path, meta, max(cpus, 1), version=self.version,
-                                       compression=self.compression)
+                                       compression=self.compression, file_mode=self.file_mode)
 
             return PendingDump(self, request, path, make, page_size=page_size, commit_size=commit_size,
                                little=little, cpus=max(cpus, 1))
         meta = self._meta() if callable(self._meta) else self._meta
         if meta.page_size != page_size:
             meta = TraceMeta(**{**asdict(meta), "page_size": page_size})
-        writer = _DumpFileWriter(path, meta, max(cpus, 1), version=self.version, compression=self.compression)
+        writer = _DumpFileWriter(path, meta, max(cpus, 1), version=self.version, compression=self.compression,
+                                 file_mode=self.file_mode)
         return PendingDump(self, request, path, writer, page_size=page_size, commit_size=commit_size,
                            little=little)
 
     def _failed(self, pending: PendingDump) -> None:
         self.failed += 1
+        error = sys.exc_info()[1]
+        self.failure = (error.strerror if isinstance(error, OSError) and error.strerror else
+                        type(error).__name__ if error is not None and not str(error) else str(error))
         self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
-        self.log(f"dump failed: {pending.path}: {sys.exc_info()[1]}")
+        self.log(f"dump failed: {pending.path}: {error}")
 
     def _completed(self, pending: PendingDump, write_seconds: float, trigger_to_file: float = 0.0,
                    timing: dict[str, float] | None = None) -> DumpResult:
@@ -793,11 +1091,13 @@ class DumpWriter:
             "trigger_to_file_ms": round(trigger_to_file * 1000, 1),
             "timing_ms": result.timing_ms,
             "triggers_suppressed_before": req.suppressed_before,
-            "settings": {**self.settings, "cooldown_ns": self.cooldown_ns, "max_dumps": self.max_dumps},
+            "settings": {**self.settings, "cooldown_ns": self.cooldown_ns, "max_dumps": self.max_dumps,
+                         "dump_limit": self.dump_limit, "dump_limit_bytes": self.dump_limit_bytes},
             "tracewatch_version": _version(),
             "written": _iso(time.time()),
         }
-        _write_atomic(sidecar, (json.dumps(doc, indent=2) + "\n").encode())
+        self.bytes_written += result.bytes  # before the sidecar: a failed sidecar still used the space
+        _write_atomic(sidecar, (json.dumps(doc, indent=2) + "\n").encode(), self.file_mode)
         self._reserved.discard(os.path.basename(pending.path)[: -len(".dat")])
         self.dumps_written += 1
         self.last_result = result
@@ -827,10 +1127,28 @@ class DumpWriter:
             self.rotated += 1
 
     def counters(self) -> dict[str, int]:
-        """For a status line: triggers, dumps written, suppressed by cooldown, skipped for space, failed."""
+        """For a status line: triggers, dumps written, suppressed by cooldown or the limit, skipped for
+        space, failed (and why the last one failed)."""
         return {"triggers": self.triggers, "dumps": self.dumps_written,
-                "suppressed_cooldown": self.suppressed_cooldown, "skipped_disk_full": self.skipped_disk_full,
-                "failed": self.failed, "rotated": self.rotated}
+                "suppressed_cooldown": self.suppressed_cooldown, "suppressed_limit": self.suppressed_limit,
+                "skipped_disk_full": self.skipped_disk_full, "failed": self.failed, "failure": self.failure,
+                "rotated": self.rotated, "bytes_written": self.bytes_written}
+
+    def summary(self) -> str:
+        """The counters as the last line of a run says them: ``3 dumps written, 2 failed (No space ...)``."""
+        parts = [f"{self.dumps_written} dump(s) written"]
+        if self.failed:
+            parts.append(f"{self.failed} failed" + (f" ({self.failure})" if self.failure else ""))
+        parts.append(f"{self.triggers} trigger(s)")
+        parts.append(f"{self.suppressed_cooldown} in cooldown")
+        if self.suppressed_limit:
+            parts.append(f"{self.suppressed_limit} over the dump limit")
+        parts.append(f"{self.skipped_disk_full} skipped for space")
+        return ", ".join(parts)
+
+    def close(self) -> None:
+        """Let the dump directory's lock go."""
+        self.dir.close()
 
 
 def _iso(wall: float) -> str:
@@ -838,10 +1156,14 @@ def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_atomic(path: str, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
+    """Write ``path`` whole or not at all: a temporary of ``mode`` beside it, fsync, rename."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        _track_temporary(tmp, True)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -852,6 +1174,8 @@ def _write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+    finally:
+        _track_temporary(tmp, False)
 
 
 class FlightRecorder:
@@ -886,7 +1210,8 @@ class FlightRecorder:
                  settle: str | int | float | None = None, script: str | None = None, version: int = 6,
                  compression: str | None = None, max_pending: int = 4, background: bool = False,
                  late: str | int | float = "1s", headroom: float = 0.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, dump_limit: int | None = None,
+                 dump_limit_bytes: int | str | None = None, file_mode: int = DEFAULT_FILE_MODE) -> None:
         # headroom: extra ring beyond keep for the pages read while the handlers catch up to a
         # trigger, so a dump still holds `keep` bytes before a trigger that was seen late
         self.ring = PageRing(int(parse_size(keep) * (1 + headroom)), page_size, commit_size=commit_size,
@@ -903,7 +1228,8 @@ class FlightRecorder:
         self.max_pending = max_pending
         self.writer = DumpWriter(
             out_dir, meta, max_dumps=max_dumps, min_free_bytes=min_free_bytes, cooldown=cooldown,
-            version=version, compression=compression, log=log,
+            version=version, compression=compression, log=log, dump_limit=dump_limit,
+            dump_limit_bytes=dump_limit_bytes, file_mode=file_mode,
             settings={"keep_bytes": parse_size(keep), "ring_bytes": self.ring.keep_bytes, "before_ns": self.before_ns, "after_ns": self.after_ns,
                       "page_size": page_size})
         self.pending: list[PendingDump] = []
@@ -1053,12 +1379,15 @@ class FlightRecorder:
         Returns the dumps written now (with a writer thread: every dump it
         completed since the last call of :meth:`completed`).
         """
-        with self.lock:
-            out = self._finish(list(self.pending))
-        if self._worker is not None:
-            self._worker.close()
-            return self.completed()
-        return out
+        try:
+            with self.lock:
+                out = self._finish(list(self.pending))
+            if self._worker is not None:
+                self._worker.close()
+                return self.completed()
+            return out
+        finally:
+            self.writer.close()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the writer thread has written every dump handed to it (True), or ``timeout``."""

@@ -20,6 +20,11 @@ from ..errors import CaptureError, ScriptError
 
 __all__ = ["main", "build_parser", "add_recorder_options", "recorder_kwargs"]
 
+#: Defaults of the dump policy: the help example once wrote 78 dumps (28 MB) in 4 s without them.
+DEFAULT_COOLDOWN = "60s"
+DEFAULT_DUMP_LIMIT = 100
+DEFAULT_DUMP_LIMIT_BYTES = "2G"
+
 EXAMPLES = """\
 examples:
   tracewatch flight -e 'sched:*' -e 'raw_syscalls:*' --keep 64M --out /var/tmp/fr \\
@@ -47,8 +52,18 @@ def add_recorder_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     g.add_argument("--post", metavar="DUR", default="0",
                    help="also dump this much after the trigger (500ms, 2s; default 0)")
     g.add_argument("--before", metavar="DUR", help="dump only this much before the trigger (default: all held)")
-    g.add_argument("--max-dumps", type=int, metavar="N", help="keep only the newest N dumps in DIR")
-    g.add_argument("--cooldown", metavar="DUR", help="count, don't dump, triggers this soon after a dump (60s)")
+    g.add_argument("--max-dumps", type=int, metavar="N", help="keep only the newest N dumps in DIR (rotation)")
+    g.add_argument("--cooldown", metavar="DUR", default=DEFAULT_COOLDOWN,
+                   help=f"count, don't dump, triggers this soon (trace time) after a dump (default "
+                        f"{DEFAULT_COOLDOWN}; 0: none)")
+    g.add_argument("--dump-limit", type=int, metavar="N", default=DEFAULT_DUMP_LIMIT,
+                   help=f"write at most N dumps in this run; later triggers are counted as over the limit "
+                        f"(default {DEFAULT_DUMP_LIMIT}; SIGUSR1 still dumps)")
+    g.add_argument("--dump-limit-bytes", metavar="SIZE", default=DEFAULT_DUMP_LIMIT_BYTES,
+                   help=f"stop dumping once this run wrote SIZE of dumps (default {DEFAULT_DUMP_LIMIT_BYTES})")
+    g.add_argument("--mode", metavar="OCTAL", default="0600",
+                   help="permissions of dumps, sidecars and the status file (default 0600: they hold kernel "
+                        "addresses); DIR, when created, gets the matching directory mode (0700)")
     g.add_argument("--min-free", metavar="SIZE", default="256M",
                    help="stop dumping while DIR's file system has less free (default 256M)")
     g.add_argument("--kallsyms", action="store_true",
@@ -68,15 +83,41 @@ def recorder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 parse_duration(v)
             except ValueError as e:
                 raise ScriptError(f"--{name}: {e}") from None
-    for name in ("keep", "min_free"):
+    for name in ("keep", "min_free", "dump_limit_bytes"):
         try:
             parse_size(getattr(args, name))
         except ValueError as e:
             raise ScriptError(f"--{name.replace('_', '-')}: {e}") from None
     if args.max_dumps is not None and args.max_dumps < 1:
         raise ScriptError("--max-dumps must be at least 1")
+    if args.dump_limit is not None and args.dump_limit < 1:
+        raise ScriptError("--dump-limit must be at least 1")
+    mode = parse_mode(args.mode)
+    if args.out:
+        # before any tracing: a FILE or a read-only DIR is said now, not at the first dump; this also
+        # removes temporaries a killed run left there
+        from ..recorder.dump import DumpDir, _default_log
+
+        out = DumpDir(args.out, mode)
+        out.close()
+        for path in out.swept or ():
+            _default_log(f"removed {path} (a dump cut short by an earlier run)")
     return {"after": args.post, "before": args.before, "max_dumps": args.max_dumps, "cooldown": args.cooldown,
-            "min_free_bytes": args.min_free, "kallsyms": bool(getattr(args, "kallsyms", False))}
+            "min_free_bytes": args.min_free, "kallsyms": bool(getattr(args, "kallsyms", False)),
+            "dump_limit": args.dump_limit, "dump_limit_bytes": args.dump_limit_bytes, "file_mode": mode}
+
+
+def parse_mode(text: str) -> int:
+    """``--mode 0640`` -> 0o640: owner read/write at least (the recorder rewrites its files), no
+    execute or special bits."""
+    try:
+        mode = int(text, 8)
+    except (TypeError, ValueError):
+        raise ScriptError(f"--mode {text!r}: not an octal mode (e.g. 0600, 0640)") from None
+    if mode & ~0o666 or mode & 0o600 != 0o600:
+        raise ScriptError(f"--mode {text}: give read/write bits only, with the owner's read and write "
+                          "(e.g. 0600, 0640, 0644)")
+    return mode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often the status file is rewritten (default 2)")
     s.add_argument("--late", metavar="DUR", default="1s",
                    help="handlers this far behind the newest page count as late (default 1s)")
+    s.add_argument("--stop-grace", metavar="DUR", default="5s",
+                   help="after SIGTERM/SIGINT, how long a running handler may take before it is abandoned, "
+                        "the tracing instance removed and the recorder exits with status 2 (default 5s)")
     p.add_argument("-a", "--arg", dest="script_args", action="append", default=[], metavar="ARG",
                    help="an argument for the script (repeatable)")
     p.add_argument("--on-error", choices=("stop", "skip"), default="skip",
@@ -127,11 +171,15 @@ def _declarative(args: argparse.Namespace, session_available: list[str]):
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from ..recorder.daemon import FlightRun, log_line, tune_malloc
-    from ..script.api import ScriptHandlers
+    from ..script.api import ScriptHandlers, parse_duration
     from ..sources.tracefs import TraceFS
     from .run import open_live_session
 
     kw = recorder_kwargs(args)
+    try:
+        stop_grace = parse_duration(args.stop_grace) / 1e9
+    except ValueError as e:
+        raise ScriptError(f"--stop-grace: {e}") from None
     tune_malloc()
     if args.script and args.trigger:
         raise ScriptError("give a script or --trigger, not both (a script can do what --trigger does)")
@@ -167,7 +215,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                                      "; ".join(args.trigger) or None, **kw)
         run = FlightRun(session, rec, script=args.script, script_args=args.script_args, runner=runner,
                         handlers=handlers, on_error=args.on_error, status_path=status_path,
-                        status_interval=args.status_interval, triggers_spec=args.trigger)
+                        status_interval=args.status_interval, triggers_spec=args.trigger,
+                        stop_grace=stop_grace)
         what = ", ".join(session.enabled[:4]) + (f" and {len(session.enabled) - 4} more"
                                                  if len(session.enabled) > 4 else "")
         on = args.script or (" or ".join(args.trigger) if args.trigger else "SIGUSR1 only")
@@ -176,10 +225,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         log_line(f"recording {what} into a {rec.ring.keep_bytes >> 20} MiB ring; dumps to {args.out} on {on}; "
                  f"SIGUSR1 dumps now, SIGHUP reloads; {stop}")
         run.run()
-        n = rec.writer.dumps_written
-        c = rec.writer.counters()
-        log_line(f"stopped: {n} dump(s) written, {c['triggers']} trigger(s), {c['suppressed_cooldown']} in "
-                 f"cooldown, {c['skipped_disk_full']} skipped for space; {session.summary().splitlines()[0]}")
+        log_line(f"stopped: {rec.writer.summary()}; {session.summary().splitlines()[0]}")
         if triggers:
             for t in triggers:
                 log_line(f"trigger {t.reason!r}: {t.matched} matching event(s), fired {t.fired} time(s)")
@@ -187,6 +233,11 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         session.close()
     if rest and session.command_status:
         log_line(f"the command exited with status {session.command_status}")
+    w = rec.writer
+    if w.failed:
+        # a recorder whose dumps did not reach the disk has not done its job: say so in the exit status
+        raise CaptureError(f"{w.failed} of {w.failed + w.dumps_written} dump(s) failed"
+                           + (f" ({w.failure})" if w.failure else "") + f" in {w.out_dir}")
     return 0
 
 
