@@ -64,6 +64,9 @@ __all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log
 
 STATUS_VERSION = 1
 
+#: How long the stop watchdog's last resort waits for tracefs to remove the instance before it exits.
+HARD_EXIT_CLEANUP_SECONDS = 10.0
+
 #: The least extra ring a live recorder keeps beyond --keep (see FlightRun.recorder_for).
 MIN_HEADROOM_BYTES = 16 << 20
 
@@ -381,6 +384,13 @@ class FlightRun:
         # the service thread sleeps on a pipe: writing a byte is safe in a signal handler
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        # signal.set_wakeup_fd: the C-level signal handler writes each signal's number here, so the
+        # service thread sees a SIGTERM even while the main thread is stuck in C code (where Python
+        # handlers cannot run) and starts the stop watchdog
+        self._signal_r, self._signal_w = os.pipe()
+        os.set_blocking(self._signal_r, False)
+        os.set_blocking(self._signal_w, False)
+        self._previous_wakeup_fd: int | None = None
         self._stop_service = False
         self.stop_reason: str | None = None
         self._previous_signals: dict[int, Any] = {}
@@ -394,6 +404,8 @@ class FlightRun:
         self._cleaning = False  # past the handlers: a stop signal must not raise into the clean-up
         self._ended = threading.Event()  # the run has cleaned up (the watchdog stands down)
         self._watchdog: threading.Thread | None = None
+        self._watchdog_lock = threading.Lock()
+        self._stop_signal: str | None = None  # the first SIGTERM/SIGINT, as the service thread saw it
         self._dir_note: str | None = None  # register_dump_dir's note of this run's dump directory
 
     @staticmethod
@@ -496,15 +508,17 @@ class FlightRun:
             self.request_stop(name)
             self._start_watchdog()
         elif self._abandon is None and not self._cleaning:
-            self._abandon = f"a second {name}"
+            self._abandon = f"a second {name} before the handlers returned"
         if self._abandon is not None and not self._cleaning:
             raise HandlersAbandoned(self._abandon)
 
     def _start_watchdog(self) -> None:
-        if self._watchdog is None and self.stop_grace is not None:
-            self._watchdog = threading.Thread(target=self._watch_stop, name="tracewatch-stop-watchdog",
-                                              daemon=True)
-            self._watchdog.start()
+        """Start the stop watchdog once (from the signal handler or the service thread, whichever is first)."""
+        with self._watchdog_lock:
+            if self._watchdog is None and self.stop_grace is not None and not self._ended.is_set():
+                self._watchdog = threading.Thread(target=self._watch_stop, name="tracewatch-stop-watchdog",
+                                                  daemon=True)
+                self._watchdog.start()
 
     def _watch_stop(self) -> None:
         """After a stop request: abandon handlers that outlive the grace period; exit if even that fails."""
@@ -512,8 +526,8 @@ class FlightRun:
         if self._ended.wait(grace):
             return
         if not self._cleaning and self._abandon is None:
-            self._abandon = f"the handlers did not return within {grace:g} s of {self.stop_reason}"
-            self.log(f"{self._abandon}: abandoning them")
+            self._abandon = f"a handler was stuck: still running {grace:g} s after {self._stop_name()}"
+            self.log(f"{self._abandon}: abandoning the handlers")
             try:
                 # the signal handler raises HandlersAbandoned in the main thread; the signal also makes a
                 # blocking system call there return (EINTR) so that the handler runs
@@ -526,31 +540,56 @@ class FlightRun:
 
     def _hard_exit(self) -> None:
         """The main thread does not come back (stuck in C code): remove the kernel state here and exit."""
-        why = self._abandon or f"the run did not end within {self.stop_grace:g} s of {self.stop_reason}"
+        why = self._abandon or f"the run did not end {self.stop_grace:g} s after {self._stop_name()}"
         temporaries = remove_open_temporaries()
-        try:
-            self.session.instance.close()
-            removed = f"instance {self.session.instance.name} removed"
-        except Exception as e:  # noqa: BLE001 - exiting anyway; the next start cleans up
-            removed = f"instance {self.session.instance.name} NOT removed ({e}; `tracewatch cleanup` will)"
+        name = self.session.instance.name
+        outcome: list[str] = []
+
+        def remove_instance() -> None:
+            try:
+                self.session.instance.close()
+                outcome.append(f"instance {name} removed")
+            except Exception as e:  # noqa: BLE001 - exiting anyway; the next start cleans up
+                outcome.append(f"instance {name} NOT removed ({e}; `tracewatch cleanup` will)")
+
+        # in a thread of its own, waited for a bounded time: tracefs itself can block (its event mutex
+        # is held while another process removes uprobes), and the exit must happen regardless
+        closer = threading.Thread(target=remove_instance, name="tracewatch-stop-cleanup", daemon=True)
+        closer.start()
+        closer.join(HARD_EXIT_CLEANUP_SECONDS)
+        removed = outcome[0] if outcome else \
+            f"instance {name} NOT removed (tracefs did not answer; `tracewatch cleanup` will)"
         unregister_dump_dir(self._dir_note)
-        self.log(f"{why}; the main thread is stuck (in C code?): {removed}, "
+        self.log(f"{why}; the main thread does not come back (stuck in C code?): {removed}, "
                  f"{len(temporaries)} unfinished dump file(s) removed, exiting")
         try:
-            print(f"tracewatch: error: handlers stuck after {self.stop_reason}: abandoned, {removed}",
-                  file=sys.stderr, flush=True)
+            print(f"tracewatch: error: {why}, and it did not come back when interrupted; handlers abandoned, "
+                  f"{removed}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
         os._exit(2)
 
+    def _stop_name(self) -> str:
+        return self.stop_reason or self._stop_signal or "the stop request"
+
     def _install_signals(self) -> None:
         if not self.use_signals or threading.current_thread() is not threading.main_thread():
             return
+        try:
+            self._previous_wakeup_fd = signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            self._previous_wakeup_fd = None
         for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             self._previous_signals[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
 
     def _restore_signals(self) -> None:
+        if self._previous_wakeup_fd is not None:
+            try:
+                signal.set_wakeup_fd(self._previous_wakeup_fd)
+            except (ValueError, OSError):
+                pass
+            self._previous_wakeup_fd = None
         for sig, prev in self._previous_signals.items():
             try:
                 signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
@@ -564,13 +603,27 @@ class FlightRun:
         next_status = time.monotonic()
         while not self._stop_service:
             timeout = max(0.0, next_status - time.monotonic()) if self.status_path else None
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
-            if ready:
+            ready, _, _ = select.select([self._wake_r, self._signal_r], [], [], timeout)
+            if self._wake_r in ready:
                 os.read(self._wake_r, 4096)
+            if self._signal_r in ready:
+                self._signals_arrived()
             self._serve_dumps()
             if self.status_path and time.monotonic() >= next_status:
                 self.write_status()
                 next_status = time.monotonic() + self.status_interval
+
+    def _signals_arrived(self) -> None:
+        """Signal numbers from the wakeup fd: a stop starts the watchdog even if the main thread is stuck."""
+        try:
+            numbers = os.read(self._signal_r, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        for n in numbers:
+            if n in (signal.SIGTERM, signal.SIGINT):
+                if self._stop_signal is None:
+                    self._stop_signal = signal.Signals(n).name
+                self._start_watchdog()
 
     def _serve_dumps(self) -> None:
         while self._dump_requests:
@@ -668,8 +721,8 @@ class FlightRun:
         try:
             return self._run(session, rec, service, previous)
         except HandlersAbandoned as e:
-            raise HandlersStuckError(f"a handler was stuck: abandoned after {e}; end hooks skipped, pending "
-                                     "dumps written, the tracing instance removed") from None
+            raise HandlersStuckError(f"{e}; handlers abandoned, end hooks skipped, pending dumps written, "
+                                     "tracing instance removed") from None
         finally:
             self._ended.set()
             unregister_dump_dir(self._dir_note)
@@ -727,6 +780,8 @@ class FlightRun:
                     self.state = "stopped"
                     self.write_status()
                     self._restore_signals()
+                    os.close(self._signal_r)
+                    os.close(self._signal_w)
         return self.dispatcher
 
 
