@@ -91,8 +91,10 @@ DEFAULT_FILE_MODE = 0o600
 #: The lock file a recorder holds in its dump directory (``flock``) while it runs.
 LOCK_NAME = ".tracewatch.lock"
 
-#: Temporary names of this module and of TraceDatWriter: ``.<final name>.<8 hex digits>.tmp``.
-_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+#: Temporaries of dumps, sidecars and the status file (``.<final name>.<8 hex digits>.tmp``): only
+#: these are removed from a dump directory, which may hold other files.
+_TEMP_RE = re.compile(r"^\.(?:\d{8}T\d{6}\.\d{3}Z-[a-z0-9-]+(?:-\d+)?\.(?:dat|json)|status\.json)"
+                      r"\.[0-9a-f]{8}\.tmp$")
 
 #: Temporaries this process is writing now (path -> None), for a last-resort exit that must not
 #: leave them behind (see daemon.FlightRun's stop watchdog).
