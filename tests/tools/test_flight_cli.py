@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
 import time
 
 import pytest
@@ -147,3 +150,98 @@ def test_run_keep_replays_a_file_and_dump_gets_the_handlers_event_time(tmp_path,
         ts = [e.common_ts for e in d.events()]
     assert max(ts) <= trigger_ts + 1_000_000 and min(ts) <= trigger_ts
     assert "dump written:" in cap.err
+
+
+# -- the dump directory, checked before any tracing; the policy's defaults ---------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tracewatch: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_flight_out_that_is_a_file_is_one_line_and_status_2(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("not a directory")
+    assert flight.main(["--trigger", "sched:sched_switch", "--keep", "1M", "--out", str(f)]) == 2
+    assert "not a directory" in _one_error_line(capsys.readouterr().err)
+    assert f.read_text() == "not a directory"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory bind-mounted read-only onto itself (root only: chmod does not stop root)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    d = tmp_path / "ro"
+    d.mkdir()
+    r = subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount: {r.stderr.strip()}")
+    try:
+        r = subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {r.stderr.strip()}")
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_flight_read_only_out_is_said_at_start(read_only_dir, capsys):
+    assert flight.main(["--trigger", "sched:sched_switch", "--keep", "1M", "--out", str(read_only_dir)]) == 2
+    assert "Read-only file system" in _one_error_line(capsys.readouterr().err)
+    assert flight.main(["--trigger", "sched:sched_switch", "--keep", "1M", "--out",
+                        str(read_only_dir / "new")]) == 2
+    assert "cannot create the dump directory" in _one_error_line(capsys.readouterr().err)
+
+
+def test_flight_creates_a_missing_out_0700(tmp_path):
+    args = flight.build_parser().parse_args(["--keep", "1M", "--out", str(tmp_path / "a" / "fr")])
+    flight.recorder_kwargs(args)
+    assert stat.S_IMODE(os.stat(tmp_path / "a" / "fr").st_mode) == 0o700
+
+
+def test_cooldown_and_dump_budget_have_the_defaults_the_help_says(tmp_path, capsys):
+    args = flight.build_parser().parse_args(["--keep", "1M", "--out", str(tmp_path)])
+    kw = flight.recorder_kwargs(args)
+    assert kw["cooldown"] == "60s" and kw["dump_limit"] == 100 and kw["dump_limit_bytes"] == "2G"
+    assert kw["file_mode"] == 0o600
+    with pytest.raises(SystemExit):
+        flight.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default 60s; 0: none)" in help_text and "(default 100;" in help_text and "(default 2G)" in help_text
+    args = flight.build_parser().parse_args(["--keep", "1M", "--out", str(tmp_path), "--cooldown", "0",
+                                             "--mode", "0640", "--dump-limit", "3"])
+    kw = flight.recorder_kwargs(args)
+    assert kw["cooldown"] == "0" and kw["file_mode"] == 0o640 and kw["dump_limit"] == 3
+
+
+def test_bad_mode_and_limits_are_one_line(tmp_path, capsys):
+    for extra, word in ((["--mode", "0755"], "--mode"), (["--mode", "rw"], "--mode"),
+                        (["--mode", "0400"], "--mode"), (["--dump-limit", "0"], "--dump-limit"),
+                        (["--dump-limit-bytes", "lots"], "--dump-limit-bytes"), (["--stop-grace", "soon"],
+                                                                                  "--stop-grace")):
+        assert flight.main(["--trigger", "sched:sched_switch", "--keep", "1M", "--out", str(tmp_path), *extra]) == 2
+        assert word in _one_error_line(capsys.readouterr().err)
+
+
+def test_cleanup_out_removes_unfinished_dumps_only(tmp_path, capsys):
+    from tracewatch.tools import cleanup
+
+    cut = tmp_path / ".20261130T071502.123Z-stall.dat.0a1b2c3d.tmp"
+    cut.write_bytes(b"\0" * 100)
+    dump = tmp_path / "20261130T071502.123Z-stall.dat"
+    dump.write_bytes(b"a dump")
+    assert cleanup.main(["--out", str(tmp_path), "--no-tracefs"]) == 0
+    assert f"removed {cut}" in capsys.readouterr().out
+    assert not cut.exists() and dump.exists()
+    assert cleanup.main(["--out", str(tmp_path / "missing"), "--no-tracefs"]) == 2
+    assert "no such directory" in _one_error_line(capsys.readouterr().err)
+
+
+def test_status_text_says_failures_and_the_limit():
+    doc = _status_doc()
+    doc["dumps"].update(failed=2, failure="No space left on device", suppressed_limit=4)
+    text = format_status(doc)
+    assert "4 over the limit" in text and "2 failed (No space left on device)" in text
