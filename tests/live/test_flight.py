@@ -142,6 +142,24 @@ class Flight:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def wait_log(self, text: str, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"no {text!r} in the log:\n{self.log()}")
+            time.sleep(0.1)
+
+    def exit_status(self, timeout: float = 120.0) -> tuple[int, str]:
+        """Wait for the process to end by itself (after a signal); (status, log)."""
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._log.close()
+        return rc, self.log()
+
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -182,7 +200,7 @@ def test_five_failing_stats_fire_once_per_burst(tmp_path, newfstatat, load, help
     script = _script(tmp_path, BURST_SCRIPT, event=newfstatat)
     fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e",
                            "syscalls:sys_enter_read", "-e", "syscalls:sys_exit_read", "-e", newfstatat,
-                           "--keep", "2M", "--post", "200ms"])
+                           "--keep", "2M", "--post", "200ms", "--cooldown", "0"])
     try:
         # more than --keep read before any trigger (the ring's headroom keeps them while the handlers lag)
         fl.wait_for(lambda s: s["ring"]["bytes"] >= keep * 1.1, "the ring to fill")
@@ -221,7 +239,7 @@ def test_five_failing_stats_fire_once_per_burst(tmp_path, newfstatat, load, help
 def test_sigusr1_and_sighup(tmp_path, newfstatat, load, helper):
     script = _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="first version")
     fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e", newfstatat,
-                           "--keep", "1M"])
+                           "--keep", "1M", "--cooldown", "0"])
     try:
         t0 = time.monotonic()
         fl.signal(signal.SIGUSR1)  # dump now
@@ -300,3 +318,186 @@ def test_declarative_trigger_and_status_tool(tmp_path, newfstatat, helper, capsy
     assert status.main([str(fl.status_path)]) == 0
     out = capsys.readouterr().out
     assert "stopped" in out and "1 written" in out
+
+
+# -- every way out: stuck handlers, repeated signals, failing disks, SIGKILL ---------------------------
+
+STUCK_SCRIPTS = {
+    # a pure-Python loop: Python runs the signal handler between bytecodes
+    "python": """
+import sys
+from tracewatch import on
+
+@on("{event}", where="common_pid == " + sys.argv[1])
+def spin(ev):
+    print("handler: stuck", file=sys.stderr, flush=True)
+    while True:
+        pass
+""",
+    # a C call no signal ends: a normal mutex locked twice (the GIL is released, no Python runs here)
+    "c": """
+import ctypes, sys
+from tracewatch import on
+
+libc = ctypes.CDLL(None)
+mutex = ctypes.create_string_buffer(64)  # PTHREAD_MUTEX_INITIALIZER is all zeros (glibc)
+
+@on("{event}", where="common_pid == " + sys.argv[1])
+def block(ev):
+    print("handler: stuck", file=sys.stderr, flush=True)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+""",
+}
+
+
+def _instance_gone(name: str) -> bool:
+    return not os.path.isdir(f"/sys/kernel/tracing/instances/{name}")
+
+
+@pytest.mark.parametrize("where", ["python", "c"])
+def test_sigterm_ends_a_handler_that_never_returns(tmp_path, newfstatat, helper, where):
+    script = _script(tmp_path, STUCK_SCRIPTS[where], event=newfstatat)
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e", newfstatat,
+                           "--keep", "256K", "--stop-grace", "1s", "--daemon"])
+    instance = fl.status()["instance"]
+    helper(1, 0.0)
+    fl.wait_log("handler: stuck")
+    fl.signal(signal.SIGTERM)
+    rc, log = fl.exit_status()
+    assert rc == 2, log
+    assert "a handler was stuck: still running 1 s after SIGTERM" in log
+    if where == "python":  # unwound in the main thread: the usual clean-up and one error line
+        assert "tracewatch: error: a handler was stuck" in log and "end hooks skipped" in log
+    else:  # the main thread never came back: the watchdog removed the instance and exited
+        assert f"instance {instance} removed" in log and "did not come back" in log
+    assert _instance_gone(instance), log
+    assert not list(fl.out.glob(".*.tmp"))
+
+
+SLEEPY_SCRIPT = """
+import sys, time
+from tracewatch import on, dump
+
+@on("{event}", where="common_pid == " + sys.argv[1])
+def slow(ev):
+    dump(reason="slow handler", event=ev)
+    print("handler: sleeping", file=sys.stderr, flush=True)
+    time.sleep(3600)
+"""
+
+
+def _check_dumps(out: Path) -> int:
+    """Every .dat in ``out`` is a whole trace with its sidecar; no temporary is left. Returns the count."""
+    assert not list(out.glob(".*.tmp")), sorted(os.listdir(out))
+    dats = sorted(out.glob("*.dat"))
+    for dat in dats:
+        assert dat.with_suffix(".json").exists(), dat
+        with open_trace(str(dat)) as t:
+            assert sum(1 for _ in t.events()) > 0
+        if TRACE_CMD:
+            _trace_cmd_lines(dat)
+    return len(dats)
+
+
+def test_sigint_twice_abandons_the_handlers_and_leaves_no_kernel_state(tmp_path, newfstatat, load, helper):
+    script = _script(tmp_path, SLEEPY_SCRIPT, event=newfstatat)
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e", newfstatat,
+                           "--keep", "512K", "--stop-grace", "30s"])
+    instance = fl.status()["instance"]
+    helper(1, 0.0)
+    fl.wait_log("handler: sleeping")  # the handler's dump() is being written beside it
+    fl.signal(signal.SIGUSR1)  # and one more, in the writer thread
+    fl.signal(signal.SIGINT)
+    # seen before the second is sent: two signals pending at once are delivered as one
+    fl.wait_for(lambda s: s.get("stop_requested") == "SIGINT", "the first SIGINT")
+    fl.signal(signal.SIGINT)
+    rc, log = fl.exit_status()
+    assert rc == 2, log
+    assert "a second SIGINT" in log and "tracewatch: error:" in log
+    assert _instance_gone(instance), log
+    assert _check_dumps(fl.out) >= 1, log  # the dumps in progress completed
+
+
+def test_sigusr1_sighup_and_sigterm_at_once_end_cleanly(tmp_path, newfstatat, load, helper):
+    script = _script(tmp_path, EACH_SCRIPT, event=newfstatat, reason="failing stat")
+    fl = Flight(tmp_path, [str(script), "-a", str(helper.pid), "-e", "sched:sched_switch", "-e", newfstatat,
+                           "--keep", "1M", "--cooldown", "0"])
+    instance = fl.status()["instance"]
+    helper(2, 0.0)
+    for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTERM):
+        fl.signal(sig)
+    log = fl.stop()  # status 0
+    assert _instance_gone(instance), log
+    assert _check_dumps(fl.out) >= 1, log
+
+
+@pytest.fixture
+def tmpfs_out(tmp_path):
+    """tmp_path/dumps on a tmpfs of its own (root only), unmounted after the test."""
+    mnt = tmp_path / "dumps"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_dumps_that_fail_are_counted_said_and_make_the_exit_status_2(tmp_path, newfstatat, tmpfs_out):
+    fl = Flight(tmp_path, ["-e", "sched:sched_switch", "--trigger", f"{newfstatat}: ret < -1000000",
+                           "--keep", "256K"])
+    try:
+        fl.signal(signal.SIGUSR1)
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 1, "the first dump")
+        # the disk goes away under the recorder (root writes through chmod; a read-only mount stops it)
+        subprocess.run(["mount", "-o", "remount,ro", str(tmpfs_out)], check=True)
+        for n in (1, 2):
+            fl.signal(signal.SIGUSR1)
+            fl.wait_for(lambda s, n=n: s["dumps"]["failed"] >= n, f"failed dump {n}")
+        st = fl.status()
+    finally:
+        if fl.proc.poll() is None:
+            fl.signal(signal.SIGTERM)
+        rc, log = fl.exit_status()
+    assert st["dumps"]["failure"] == "Read-only file system"
+    assert rc == 2, log
+    assert "stopped: 1 dump(s) written, 2 failed (Read-only file system)" in log
+    assert log.rstrip().splitlines()[-1] == \
+        f"tracewatch: error: 2 of 3 dump(s) failed (Read-only file system) in {fl.out}"
+
+
+def test_sigkill_leaves_what_cleanup_and_the_next_start_remove(tmp_path, newfstatat):
+    fl = Flight(tmp_path, ["-e", "sched:sched_switch", "--trigger", f"{newfstatat}: ret < -1000000",
+                           "--keep", "256K"])
+    instance = fl.status()["instance"]
+    fl.signal(signal.SIGUSR1)
+    fl.wait_for(lambda s: s["dumps"]["dumps"] >= 1, "the dump")
+    (dat,) = fl.out.glob("*.dat")
+    whole = dat.read_bytes()
+    fl.proc.kill()
+    fl.exit_status()
+
+    # what a SIGKILL in the middle of a dump leaves (test_dump_safety makes one for real): a temporary
+    def cut_short(n: int) -> Path:
+        tmp = fl.out / f".{dat.stem}-{n}.dat.0123456{n}.tmp"
+        tmp.write_bytes(b"\0" * 10 + whole[10:len(whole) // 2])
+        return tmp
+
+    first = cut_short(1)
+    env = _env()
+    done = subprocess.run([sys.executable, "-m", "tracewatch", "cleanup"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"removed instance {instance}" in done.stdout and f"removed {first}" in done.stdout, done.stdout
+    assert _instance_gone(instance) and not first.exists()
+
+    second = cut_short(2)
+    fl2 = Flight(tmp_path, ["-e", "sched:sched_switch", "--trigger", f"{newfstatat}: ret < -1000000",
+                            "--keep", "256K"])
+    log = fl2.stop()
+    assert not second.exists() and f"removed {second}" in log
+    assert dat.read_bytes() == whole and _check_dumps(fl.out) == 1

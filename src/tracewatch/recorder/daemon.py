@@ -654,6 +654,7 @@ class FlightRun:
             "version": STATUS_VERSION,
             "pid": os.getpid(),
             "state": self.state,
+            "stop_requested": self.stop_reason or self._stop_signal,
             "started": _iso(self.started),
             "updated": _iso(time.time()),
             "updated_unix": time.time(),

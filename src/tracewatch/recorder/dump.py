@@ -260,24 +260,27 @@ class DumpDir:
         try:
             # creating (or opening for writing) a file is the test that dumps can be written here: a
             # read-only mount fails now even for root, for whom access(2) says yes to a chmod 0500
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, file_mode)
+            probe = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, file_mode)
         except OSError as e:
             raise TracewatchError(f"cannot write dumps to {self.path}: {e.strerror}") from None
-        self._lock = os.fdopen(fd, "r+b")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            self.shared_with = self._lock.read(64).decode(errors="replace").strip() or "another process"
-            return
-        try:
-            self._lock.truncate(0)
-            self._lock.write(f"{os.getpid()}\n".encode())
-            self._lock.flush()
+            # the lock is held through a read-only descriptor: a file open for writing would keep an
+            # administrator from remounting the file system read-only while the recorder runs
+            self._lock = open(lock_path, "rb")  # noqa: SIM115 - held until close()
+            try:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                self.shared_with = self._lock.read(64).decode(errors="replace").strip() or "another process"
+                return
+            os.ftruncate(probe, 0)
+            os.write(probe, f"{os.getpid()}\n".encode())
         except OSError as e:
             self.close()
             raise TracewatchError(f"cannot write dumps to {self.path}: {e.strerror}") from None
+        finally:
+            os.close(probe)
         if sweep:
             self.swept = remove_stale_temporaries(self.path)
 
