@@ -502,13 +502,13 @@ class FlightRun:
         if signum == signal.SIGHUP:
             self.request_reload()
             return
-        name = signal.Signals(signum).name
-        self._stop_signals += 1
-        if self._stop_signals == 1:
-            self.request_stop(name)
+        # a second SIGTERM/SIGINT is counted by the service thread (_signals_arrived), which sees
+        # every one through the wakeup fd, even when another handler (the session's SIGINT) took it
+        if self.stop_reason is None:
+            name = signal.Signals(signum).name
+            # the watchdog's own SIGTERM: the stop was asked by the signal the service thread saw
+            self.request_stop(self._stop_signal if self._abandon is not None and self._stop_signal else name)
             self._start_watchdog()
-        elif self._abandon is None and not self._cleaning:
-            self._abandon = f"a second {name} before the handlers returned"
         if self._abandon is not None and not self._cleaning:
             raise HandlersAbandoned(self._abandon)
 
@@ -525,18 +525,23 @@ class FlightRun:
         grace = max(0.0, float(self.stop_grace))
         if self._ended.wait(grace):
             return
-        if not self._cleaning and self._abandon is None:
-            self._abandon = f"a handler was stuck: still running {grace:g} s after {self._stop_name()}"
-            self.log(f"{self._abandon}: abandoning the handlers")
-            try:
-                # the signal handler raises HandlersAbandoned in the main thread; the signal also makes a
-                # blocking system call there return (EINTR) so that the handler runs
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+        self._abandon_handlers(f"a handler was stuck: still running {grace:g} s after {self._stop_name()}")
         if self._ended.wait(max(grace, 2.0)):
             return
         self._hard_exit()
+
+    def _abandon_handlers(self, why: str) -> None:
+        """Make the main thread leave the handlers: HandlersAbandoned, raised by our signal handler there."""
+        if self._cleaning or self._abandon is not None:
+            return
+        self._abandon = why
+        self.log(f"{why}: abandoning the handlers")
+        try:
+            # our SIGTERM handler raises in the main thread; the signal also makes a blocking system call
+            # there return (EINTR) so that the handler runs
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
 
     def _hard_exit(self) -> None:
         """The main thread does not come back (stuck in C code): remove the kernel state here and exit."""
@@ -620,10 +625,15 @@ class FlightRun:
         except (BlockingIOError, InterruptedError):
             return
         for n in numbers:
-            if n in (signal.SIGTERM, signal.SIGINT):
-                if self._stop_signal is None:
-                    self._stop_signal = signal.Signals(n).name
-                self._start_watchdog()
+            if n not in (signal.SIGTERM, signal.SIGINT) or self._abandon is not None:
+                continue  # (the watchdog's own SIGTERM comes after _abandon is set)
+            self._stop_signals += 1
+            name = signal.Signals(n).name
+            if self._stop_signal is None:
+                self._stop_signal = name
+            self._start_watchdog()
+            if self._stop_signals >= 2:
+                self._abandon_handlers(f"a second {name} before the handlers returned")
 
     def _serve_dumps(self) -> None:
         while self._dump_requests:
@@ -747,8 +757,8 @@ class FlightRun:
                     self._reload()
                 self.dispatcher.feed(chunk)
         finally:
-            if self.stop_reason:
-                self.log(f"{self.stop_reason}: stopping")
+            if self.stop_reason or self._stop_signal:
+                self.log(f"{self._stop_name()}: stopping")
             self.state = "stopping"
             self.notify.send("STOPPING=1")
             try:
