@@ -492,10 +492,12 @@ def test_sigkill_leaves_what_cleanup_and_the_next_start_remove(tmp_path, newfsta
     done = subprocess.run([sys.executable, "-m", "tracewatch", "cleanup"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert f"removed instance {instance}" in done.stdout and f"removed {first}" in done.stdout, done.stdout
+    assert f"removed {first}" in done.stdout, done.stdout  # found through the killed run's note
+    # (another tracewatch starting meanwhile may have removed the dead run's instance first)
     assert _instance_gone(instance) and not first.exists()
 
     second = cut_short(2)
+    fl.status_path.unlink()  # the killed run's "running": the next Flight must wait for its own
     fl2 = Flight(tmp_path, ["-e", "sched:sched_switch", "--trigger", f"{newfstatat}: ret < -1000000",
                             "--keep", "256K"])
     log = fl2.stop()
