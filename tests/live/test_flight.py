@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -413,8 +414,11 @@ def test_sigint_twice_abandons_the_handlers_and_leaves_no_kernel_state(tmp_path,
     fl.wait_for(lambda s: s.get("stop_requested") == "SIGINT", "the first SIGINT")
     fl.signal(signal.SIGINT)
     rc, log = fl.exit_status()
-    assert rc == 2, log
-    assert "a second SIGINT" in log and "tracewatch: error:" in log
+    # 2 with the handlers abandoned; 130 when the live session's own SIGINT handler (a second
+    # Ctrl-C raises KeyboardInterrupt) got the handler out first
+    assert rc in (2, 130), log
+    if rc == 2:
+        assert "a second SIGINT before the handlers returned" in log and "tracewatch: error:" in log
     assert _instance_gone(instance), log
     assert _check_dumps(fl.out) >= 1, log  # the dumps in progress completed
 
@@ -430,6 +434,10 @@ def test_sigusr1_sighup_and_sigterm_at_once_end_cleanly(tmp_path, newfstatat, lo
     log = fl.stop()  # status 0
     assert _instance_gone(instance), log
     assert _check_dumps(fl.out) >= 1, log
+    # kernel addresses inside: only root reads them
+    assert stat.S_IMODE(fl.out.stat().st_mode) == 0o700
+    for f in [fl.status_path, *fl.out.glob("*.dat"), *fl.out.glob("*.json")]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ from ..errors import CaptureError, ScriptError, TracewatchError
 from ..formats.tracedat_writer import TraceMeta
 from ..script.api import EventHandler, ScriptHandlers, parse_duration
 from ..stream.dispatch import Dispatcher, pattern_matches
-from .dump import (DEFAULT_FILE_MODE, FlightRecorder, _iso, _write_atomic, cleanup_dead_dump_dirs,
+from .dump import (FlightRecorder, _iso, _write_atomic, cleanup_dead_dump_dirs,
                    register_dump_dir, remove_open_temporaries, unregister_dump_dir)
 from .history import Window
 
