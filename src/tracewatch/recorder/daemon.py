@@ -64,6 +64,10 @@ __all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log
 
 STATUS_VERSION = 1
 
+#: How much longer the stop watchdog waits when the handlers are done and pending dumps are being
+#: written (a slow disk), before its last resort.
+DUMP_WRITE_ALLOWANCE_SECONDS = 60.0
+
 #: How long the stop watchdog's last resort waits for tracefs to remove the instance before it exits.
 HARD_EXIT_CLEANUP_SECONDS = 10.0
 
@@ -528,6 +532,8 @@ class FlightRun:
         self._abandon_handlers(f"a handler was stuck: still running {grace:g} s after {self._stop_name()}")
         if self._ended.wait(max(grace, 2.0)):
             return
+        if self._cleaning and self._ended.wait(DUMP_WRITE_ALLOWANCE_SECONDS):
+            return  # past the handlers, writing the pending dumps: a slow disk is not a stuck handler
         self._hard_exit()
 
     def _abandon_handlers(self, why: str) -> None:
