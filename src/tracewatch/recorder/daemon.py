@@ -64,6 +64,15 @@ __all__ = ["FlightRun", "DeclarativeTrigger", "parse_trigger", "live_meta", "log
 
 STATUS_VERSION = 1
 
+#: The longest a stop may take in tracewatch's own code (the drain after SIGTERM) before the stop
+#: watchdog abandons the run anyway; a handler gets only --stop-grace.
+STOP_DRAIN_SECONDS = 30.0
+
+#: Where code that is not the user's lives: tracewatch itself and the Python installation.
+_NOT_USER_CODE = tuple({os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+                        os.path.join(sys.prefix, ""), os.path.join(sys.base_prefix, ""),
+                        os.path.join(sys.exec_prefix, ""), os.path.join(sys.base_exec_prefix, "")})
+
 #: How much longer the stop watchdog waits when the handlers are done and pending dumps are being
 #: written (a slow disk), before its last resort.
 DUMP_WRITE_ALLOWANCE_SECONDS = 60.0
@@ -529,12 +538,33 @@ class FlightRun:
         grace = max(0.0, float(self.stop_grace))
         if self._ended.wait(grace):
             return
-        self._abandon_handlers(f"a handler was stuck: still running {grace:g} s after {self._stop_name()}")
+        # past the grace period: abandon the handlers as soon as the main thread is in one; tracewatch's
+        # own drain (the last pages read, decoded and dispatched) gets longer, but not for ever
+        drain_limit = time.monotonic() + max(STOP_DRAIN_SECONDS - grace, 0.0)
+        while not self._main_in_handler() and not self._cleaning and time.monotonic() < drain_limit:
+            if self._ended.wait(0.2):
+                return
+        if self._cleaning or self._main_in_handler():
+            why = f"a handler was stuck: still running {grace:g} s after {self._stop_name()}"
+        else:
+            why = f"the run did not end within {STOP_DRAIN_SECONDS:g} s of {self._stop_name()}"
+        self._abandon_handlers(why)
         if self._ended.wait(max(grace, 2.0)):
             return
         if self._cleaning and self._ended.wait(DUMP_WRITE_ALLOWANCE_SECONDS):
             return  # past the handlers, writing the pending dumps: a slow disk is not a stuck handler
         self._hard_exit()
+
+    def _main_in_handler(self) -> bool:
+        """Whether the main thread is running user code (a handler, a hook): a frame of a file that is
+        neither tracewatch's nor the Python installation's (stdlib, site-packages)."""
+        frame = sys._current_frames().get(threading.main_thread().ident)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if not name.startswith(_NOT_USER_CODE) and not name.startswith("<frozen"):
+                return True
+            frame = frame.f_back
+        return False
 
     def _abandon_handlers(self, why: str) -> None:
         """Make the main thread leave the handlers: HandlersAbandoned, raised by our signal handler there."""
