@@ -303,6 +303,22 @@ def test_disk_full_stops_dumping_with_one_log_line(tmp_path, newfstatat, helper)
     assert "dump not written" in log  # the SIGUSR1 one
 
 
+def test_the_default_cooldown_is_60s(tmp_path, newfstatat, helper):
+    # every failing stat triggers; without --cooldown, the first dumps and the rest are counted
+    fl = Flight(tmp_path, ["--trigger", f"{newfstatat}: ret < 0 && common_pid == {helper.pid}",
+                           "-e", "sched:sched_switch", "--keep", "256K"])
+    try:
+        helper(5, 0.2)
+        helper(5, 0.0)
+        fl.wait_for(lambda s: s["dumps"]["triggers"] >= 10, "ten triggers")
+        fl.wait_for(lambda s: s["dumps"]["dumps"] >= 1, "the dump")
+    finally:
+        log = fl.stop()
+    st = fl.status()
+    assert st["dumps"]["dumps"] == 1 and st["dumps"]["suppressed_cooldown"] == 9, st
+    assert len(fl.dumps()) == 1 and "9 in cooldown" in log
+
+
 def test_declarative_trigger_and_status_tool(tmp_path, newfstatat, helper, capsys):
     fl = Flight(tmp_path, ["--trigger", f"{newfstatat}: ret < 0 && common_pid == {helper.pid}",
                            "--count", "5", "--within", "10ms", "--per", "common_pid", "-e", "sched:sched_switch",

@@ -277,3 +277,31 @@ def test_dump_limit_bytes_stops_dumping_once_reached(tmp_path):
     assert rec.writer.bytes_written > 1
     assert rec.trigger("second", 2_000_000) is None
     assert rec.writer.suppressed_limit == 1 and rec.writer.dumps_written == 1
+
+
+# -- the notes that let `tracewatch cleanup` find the directories of killed recorders ---------------
+
+
+def test_killed_recorders_directories_are_swept_through_their_notes(tmp_path, monkeypatch):
+    from tracewatch.recorder import dump as _  # noqa: F401 (the module, for its RUN_DIR)
+
+    dump_module = sys.modules["tracewatch.recorder.dump"]
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(dump_module, "RUN_DIR", str(run_dir))
+    live_dir, dead_dir = tmp_path / "live", tmp_path / "dead"
+    live_dir.mkdir()
+    dead_dir.mkdir()
+    live_tmp = live_dir / ".20261130T071502.123Z-a.dat.0a1b2c3d.tmp"
+    dead_tmp = dead_dir / ".20261130T071502.123Z-b.dat.0a1b2c3d.tmp"
+    for f in (live_tmp, dead_tmp):
+        f.write_bytes(b"cut short")
+    note = dump_module.register_dump_dir(str(live_dir))  # this process: alive
+    assert note == str(run_dir / f"flight-{os.getpid()}.out")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that is not running any more
+    (run_dir / f"flight-{gone.pid}.out").write_text(f"{dead_dir}\n")
+    assert dump_module.cleanup_dead_dump_dirs() == [str(dead_tmp)]
+    assert live_tmp.exists() and not dead_tmp.exists()
+    assert sorted(os.listdir(run_dir)) == [f"flight-{os.getpid()}.out"]
+    dump_module.unregister_dump_dir(note)
+    assert os.listdir(run_dir) == []
