@@ -117,9 +117,15 @@ class Flight:
         cmd = [sys.executable, "-m", "tracewatch", "flight", "--out", str(self.out), "--status-file",
                str(self.status_path), "--status-interval", "0.3", "--min-free", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=_env())
-        # (a generous wait: start-up takes many seconds on a loaded machine)
-        self.wait_for(lambda s: s.get("state") == "running" and s.get("ring", {}).get("bytes", 0) > 0,
-                      "the recorder to hold pages", timeout=90.0)
+        try:
+            # (a generous wait: start-up takes many seconds on a loaded machine)
+            self.wait_for(lambda s: s.get("state") == "running" and s.get("ring", {}).get("bytes", 0) > 0,
+                          "the recorder to hold pages", timeout=90.0)
+        except BaseException:
+            self.proc.kill()  # the test fails here: it must not leave a recorder running
+            self.proc.wait()
+            self._log.close()
+            raise
 
     def status(self) -> dict:
         try:
