@@ -56,7 +56,8 @@ import numpy as np
 from ..errors import TracewatchError
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
 from ..formats.tracedat import TRACEDAT_MAGIC
-from ..formats.tracedat_writer import PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out
+from ..formats.tracedat_writer import (PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out, directory_mode,
+                                       make_private_directory)
 from .page_ring import PageRing, RingHold, page_times, parse_size
 
 __all__ = [
@@ -121,11 +122,6 @@ def remove_open_temporaries() -> list[str]:
         except OSError:
             pass
     return paths
-
-
-def directory_mode(file_mode: int) -> int:
-    """The mode of a directory holding files of ``file_mode``: search permission where read is given."""
-    return file_mode | ((file_mode & 0o444) >> 2)
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
@@ -248,8 +244,7 @@ class DumpDir:
             raise TracewatchError(f"{self.path}: no such directory")
         if not os.path.isdir(self.path):
             try:
-                os.makedirs(self.path, directory_mode(file_mode))
-                os.chmod(self.path, directory_mode(file_mode))  # the umask does not decide this one
+                make_private_directory(self.path, directory_mode(file_mode))
             except FileExistsError:
                 if not os.path.isdir(self.path):
                     raise TracewatchError(f"{self.path}: not a directory (dumps need a directory to go in)") \
@@ -504,29 +499,19 @@ class _DumpFileWriter(TraceDatWriter):
     """
 
     def __init__(self, *a: Any, file_mode: int = DEFAULT_FILE_MODE, **kw: Any) -> None:
-        super().__init__(*a, **kw)
+        super().__init__(*a, mode=file_mode, **kw)
         self._held_pages: dict[int, list[Any]] = {}
         self.renamed_at: float | None = None
         self.marks: dict[str, float] = {}
         self.file_mode = file_mode
         self._magic_at: int | None = None
 
-    def _create_temp(self) -> tuple[str, int]:
-        """As TraceDatWriter's, but created with ``file_mode`` (0600) and tracked until renamed or removed."""
-        base = os.path.basename(self.path)
-        for _ in range(100):
-            tmp = os.path.join(self._directory, f".{base}.{secrets.token_hex(4)}.tmp")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
-            except FileExistsError:
-                continue
-            _track_temporary(tmp, True)
-            try:
-                os.fchmod(fd, self.file_mode)  # exactly the mode asked for, whatever the umask
-            except OSError:
-                pass
-            return tmp, fd
-        raise OSError(errno.EEXIST, "cannot create a temporary file", self._directory)
+    def _create_temp(self, suffix: str = ".tmp", flags: int = os.O_WRONLY) -> tuple[str, int]:
+        """TraceDatWriter's (exactly ``file_mode``), tracked until renamed or removed (a last-resort exit
+        removes it)."""
+        tmp, fd = super()._create_temp(suffix, flags)
+        _track_temporary(tmp, True)
+        return tmp, fd
 
     def _initial_format(self, out) -> None:  # noqa: ANN001
         # zeros where the magic goes: a file cut short is no trace for any reader; close() writes
