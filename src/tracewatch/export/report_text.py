@@ -24,17 +24,17 @@ arrays and symbol lookups.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import re
 import struct
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..formats.event_format import EventFormat, Field
 from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
-from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_TEXT, PrintFormat, Segment, c_printf_int
+from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, PrintFormat, Segment, c_printf_int
 from ..formats.records import gather_rows
 from ..formats.symbols import TraceSymbols
 
@@ -74,6 +74,8 @@ def _name_column(name: str) -> str:
 _INT_CODE = {1: "b", 2: "h", 4: "i", 8: "q"}
 _LS_BYTES = {-2: 1, -1: 2, 0: 4, 1: 8, 2: 8}
 _LENGTH_MODIFIERS = re.compile(r"[hlLzZjtq]")
+# %p conversions that print the pointed-to bytes (MAC, IP, UUID, hex buffer), not the pointer
+_POINTER_EXTENSION = re.compile(r"%[^p]*p[MmIiUh]")
 
 
 def _is_long(f: Field) -> bool:
@@ -94,18 +96,26 @@ def _is_array(f: Field) -> bool:
     return f.array_len is not None or f.is_dynamic
 
 
-@dataclass
+@dataclasses.dataclass
 class _Direct:
-    """Values read by the event's struct unpacker (``code`` may be ``"16B"``, one
-    value per byte) and formatted by ``pyfmt``, which has one conversion per value."""
+    """Values read by the event's struct unpacker (``code`` may be ``"16s"``, the
+    bytes) and formatted by ``pyfmt``, which has one conversion per value.
+
+    Where the record ends before the value does, libtraceevent reads in two ways:
+    print_field_raw reads on into the ring-buffer page (``past_end``), a print fmt
+    conversion (eval_num_arg) takes 0 for a field not wholly inside the record
+    (``field_end``: where that field ends).
+    """
 
     code: str
     offset: int
     pyfmt: str
     convert: Callable[[Any], Any] | None = None
+    past_end: bool = False
+    field_end: int = 0
 
 
-@dataclass
+@dataclasses.dataclass
 class _Computed:
     """A value produced by code: ``fn(payload, after) -> str``."""
 
@@ -184,12 +194,12 @@ def _raw_scalar(f: Field, little: bool) -> _Direct | _Computed:
         return _Computed(lambda payload, after: "0")
     unsigned = _INT_CODE[size].upper()
     if _is_pointer(f):
-        return _Direct(unsigned, f.offset, "0x%x")
+        return _Direct(unsigned, f.offset, "0x%x", past_end=True)
     if f.signed:
         if size == 4 and _is_long(f):
-            return _Direct(unsigned, f.offset, "0x%x")
-        return _Direct(_INT_CODE[size], f.offset, {2: "%2d", 1: "%1d"}.get(size, "%d"))
-    return _Direct(unsigned, f.offset, "0x%x" if _is_long(f) else "%d")
+            return _Direct(unsigned, f.offset, "0x%x", past_end=True)
+        return _Direct(_INT_CODE[size], f.offset, {2: "%2d", 1: "%1d"}.get(size, "%d"), past_end=True)
+    return _Direct(unsigned, f.offset, "0x%x" if _is_long(f) else "%d", past_end=True)
 
 
 def _digit_conversion(fmt: EventFormat, f: Field, segment: Segment, keep: int, little: bool) -> _Direct | _Computed:
@@ -220,7 +230,7 @@ def _digit_conversion(fmt: EventFormat, f: Field, segment: Segment, keep: int, l
     offset = f.offset if little else f.offset + size - width
     pyfmt = _LENGTH_MODIFIERS.sub("", spec)
     pyfmt = pyfmt[:-1] + {"u": "d", "i": "d"}.get(conv, conv)
-    return _Direct(code, offset, pyfmt)
+    return _Direct(code, offset, pyfmt, field_end=f.offset + size)
 
 
 def _c_printf_computed(fmt: EventFormat, f: Field, segment: Segment, keep: int,
@@ -240,7 +250,10 @@ def _c_printf_computed(fmt: EventFormat, f: Field, segment: Segment, keep: int,
         star_span = (star_f.offset, star_f.size, (1 << 8 * min(star_f.size, plain_star[1])) - 1)  # type: ignore[index]
 
     def fn(payload: bytes, after: bytes) -> str:
-        value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
+        if f.offset + f.size > len(payload):  # eval_num_arg: a field past the record's end is 0
+            value = 0
+        else:
+            value = int.from_bytes(payload[f.offset : f.offset + f.size], order) & ((1 << bits) - 1)
         if conv in "di" and value >> (bits - 1):
             value -= 1 << bits
         width = star
@@ -281,22 +294,31 @@ def _pointer_conversion(f: Field, segment: Segment, keep: int, symbols: TraceSym
                     names[addr] = text
             return text
 
-        return _Direct(code, f.offset, "%s", function_name)
+        return _Direct(code, f.offset, "%s", function_name, field_end=f.offset + f.size)
 
     def plain_pointer(addr: int) -> str:
         addr &= mask
         return "0x%x" % addr if addr else "(nil)"
 
-    return _Direct(code, f.offset, "%s", plain_pointer)
+    return _Direct(code, f.offset, "%s", plain_pointer, field_end=f.offset + f.size)
 
 
-def _print_segments(fmt: EventFormat, symbols: TraceSymbols) -> list[Segment]:
-    """The print fmt's segments (the formatted report's own split), [] when libtraceevent
-    cannot use it: then every field prints raw."""
-    if not fmt.print_fmt:
-        return []
+def _print_segments(fmt: EventFormat, symbols: TraceSymbols) -> tuple[PrintFormat | None, list[Segment]]:
+    """The parsed print fmt and its segments (the formatted report's own split); no
+    segments when libtraceevent has none to match fields to: then every field prints raw."""
+    if not fmt.print_fmt or (fmt.system == "ftrace" and fmt.name == "bprint"):
+        # ftrace:bprint's text comes from a format in each record: libtraceevent builds
+        # no print_cache for it, so -R prints ip and fmt as hex, buf as an array
+        return None, []
     parsed = PrintFormat.parse(fmt, long_size=symbols.long_size, little_endian=symbols.little_endian)
-    return parsed.segments or []
+    return parsed, parsed.segments or []
+
+
+def _segment_conversion(parsed: PrintFormat, index: int, symbols: TraceSymbols) -> _Computed:
+    """A field printed through a conversion with no struct fast path (%s, %pM, %pI4, ...):
+    the print fmt package's own rendering of that one segment (print_parse_data)."""
+    text = parsed.segment_text(index, symbols)
+    return _Computed(lambda payload, after: text(payload))
 
 
 class _RawEventPlan:
@@ -304,7 +326,7 @@ class _RawEventPlan:
 
     def __init__(self, fmt: EventFormat, symbols: TraceSymbols):
         little = symbols.little_endian
-        segments = _print_segments(fmt, symbols)
+        parsed, segments = _print_segments(fmt, symbols)
         slots: list[tuple[str, _Direct | _Computed]] = []
         # print_selected_fields: the search for a field's conversion starts after the
         # previous field's match and wraps around; once a match was the last segment
@@ -313,8 +335,9 @@ class _RawEventPlan:
         for f in fmt.event_fields:
             printer: _Direct | _Computed | None = None
             if _is_array(f) and not f.is_dynamic and not _is_string_type(f) and f.size:
-                # a fixed array of numbers always prints as ARRAY[..] hex bytes
-                printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes)
+                # a fixed array of numbers always prints as ARRAY[..] hex bytes, read on
+                # into the page where the record is shorter (ftrace:kernel_stack's caller)
+                printer = _Direct(f"{f.size}s", f.offset, "ARRAY[%s]", _hex_bytes, past_end=True)
             elif _is_array(f):
                 printer = _Computed(_ArrayPrinter(f, little))
             elif position is not None and segments:
@@ -324,8 +347,14 @@ class _RawEventPlan:
                     segment = segments[index]
                     if segment.kind == SEG_NUMBER:
                         printer = _digit_conversion(fmt, f, segment, keep, little)
+                    elif segment.kind == SEG_POINTER and _POINTER_EXTENSION.match(segment.spec):
+                        printer = _segment_conversion(parsed, index, symbols)
                     elif segment.kind == SEG_POINTER:
                         printer = _pointer_conversion(f, segment, keep, symbols)
+                    elif segment.kind == SEG_STRING:
+                        # a scalar field given to %s: a printk string or bare hex when it is
+                        # long-sized, else the bytes from its offset (print_str_arg)
+                        printer = _segment_conversion(parsed, index, symbols)
                     if printer is not None and prefix_0x:
                         printer = _prefixed(printer, "0x")
                     position = index + 1 if index + 1 < len(segments) else None
@@ -357,7 +386,9 @@ class _RawEventPlan:
 
         The generated code is a single tuple expression over the unpacked values
         (``v[i]``), the converters of byte arrays and the computed fields, so a
-        record costs no per-field Python loop and no dict.
+        record costs no per-field Python loop and no dict.  A record shorter than
+        its fields takes :meth:`_short_values` (``w``: what raw reads see, the
+        page's bytes past the record; ``v``: what conversions see).
         """
         order = "<" if little else ">"
         pid_field = fmt.field("common_pid")
@@ -369,15 +400,19 @@ class _RawEventPlan:
         env: dict[str, Any] = {}
         text: list[str] = []
         items: list[str] = []
+        zero_beyond: list[tuple[int, int]] = []  # (value index, end of its field): 0 in a shorter record
         value = 1  # index into the unpacked tuple; 0 is common_pid
         for number, (name, printer) in enumerate(slots):
             if isinstance(printer, _Direct):
                 text.append(f" {name}={printer.pyfmt}")
+                seen = "w" if printer.past_end else "v"
                 if printer.convert is not None:
                     env[f"convert{number}"] = printer.convert
-                    items.append(f"convert{number}(v[{value}])")
+                    items.append(f"convert{number}({seen}[{value}])")
                 else:
-                    items.append(f"v[{value}]")
+                    items.append(f"{seen}[{value}]")
+                if printer.field_end:
+                    zero_beyond.append((value, printer.field_end))
                 value += 1
             else:
                 text.append(f" {name}=%s")
@@ -400,25 +435,30 @@ class _RawEventPlan:
             separate = [(struct.Struct(order + r.code).unpack_from, r.offset) for r in reads]
             env["unpack"] = lambda data: tuple(u(data, off)[0] for u, off in separate)
             self.min_size = max(r.offset + struct.calcsize(r.code) for r in reads)
-        env["MIN_SIZE"] = self.min_size
+        self._unpack = env["unpack"]
+        self._zero_beyond = zero_beyond
+        #: records at least this long are read whole by the unpacker and hold every field
+        self.whole_size = max([self.min_size] + [end for _, end in zero_beyond])
+        env["WHOLE_SIZE"] = self.whole_size
+        env["short_values"] = self._short_values
         values = ", ".join(items)
+        read = (
+            "    if len(payload) < WHOLE_SIZE:\n"
+            "        v, w = short_values(payload, after)\n"
+            "    else:\n"
+            "        v = w = unpack(payload)\n"
+        )
         source = (
             "def fields(fields_format, payload, after):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            f"    return fields_format % ({values}{',' if items else ''})\n"
+            + read
+            + f"    return fields_format % ({values}{',' if items else ''})\n"
             "def line_usecs(line_format, payload, after, cpu, ts, columns, task_column):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            "    t = (ts + 500) // 1000\n"
+            + read
+            + "    t = (ts + 500) // 1000\n"
             f"    return line_format % (columns.get(v[0]) or task_column(v[0]), cpu, t // 1000000, t % 1000000, {values})\n"
             "def line_other(line_format, payload, after, cpu, time_text, task_column):\n"
-            "    if len(payload) < MIN_SIZE:\n"
-            "        payload = payload.ljust(MIN_SIZE, b'\\0')\n"
-            "    v = unpack(payload)\n"
-            f"    return line_format % (task_column(v[0]), cpu, time_text, {values})\n"
+            + read
+            + f"    return line_format % (task_column(v[0]), cpu, time_text, {values})\n"
         )
         exec(compile(source, f"<-R printer of {fmt.full_name}>", "exec"), env)  # noqa: S102
         self.fields = env["fields"]
@@ -428,14 +468,32 @@ class _RawEventPlan:
         self.may_end_in_newline = bool(slots) and (isinstance(slots[-1][1], _Computed)
                                                    or slots[-1][1].pyfmt.endswith("%s"))
 
+    def _short_values(self, payload: bytes, after: bytes) -> tuple[list, tuple]:
+        """(v, w) of a record shorter than :attr:`whole_size`: ``v`` zero past its end and
+        0 for a converted field it does not wholly hold, ``w`` the page's bytes past its end
+        (``after``; zero beyond the page)."""
+        size, n = self.min_size, len(payload)
+        if n < size:
+            v = list(self._unpack(payload.ljust(size, b"\0")))
+            w = self._unpack((payload + bytes(after))[:size].ljust(size, b"\0"))
+        else:
+            v = list(self._unpack(payload))
+            w = tuple(v)
+        for index, end in self._zero_beyond:
+            if n < end:
+                v[index] = 0
+        return v, w
+
     def columns(self, rows: np.ndarray, lengths: np.ndarray, payloads: Callable[[], list[bytes]],
-                afters: Iterable[bytes]) -> list[list]:
+                afters: Iterable[bytes], page_rows: np.ndarray | None = None) -> list[list]:
         """The values of ``fields_format`` for many records of this event, one list per conversion.
 
         ``rows``: (N, ≥ min_size) bytes of the records, zero past each one's end
-        (as :meth:`fields` pads a short record); ``payloads()`` the records as bytes,
-        asked for only when a field needs code per record.  Those run in the
-        records' order, so a string field turning ``ARRAY[..]`` stays so.
+        (as :meth:`fields` pads a short record); ``page_rows``: the same with the
+        page's bytes past each record's end (None when no record is shorter than
+        :attr:`whole_size`); ``lengths``: the records' sizes; ``payloads()`` the
+        records as bytes, asked for only when a field needs code per record.
+        Those run in the records' order, so a string field turning ``ARRAY[..]`` stays so.
         """
         n = len(rows)
         order = "<" if self.little else ">"
@@ -444,17 +502,21 @@ class _RawEventPlan:
         for _, printer in self.slots:
             if isinstance(printer, _Direct):
                 code = printer.code
+                source = page_rows if printer.past_end and page_rows is not None else rows
                 if code[-1] == "s":
                     size = int(code[:-1])
-                    block = rows[:, printer.offset : printer.offset + size]
+                    block = source[:, printer.offset : printer.offset + size]
                     if printer.convert is _hex_bytes:
                         out.append(_hex_column(block))
                         continue
                     values: list = [bytes(r) for r in block]
                 else:
                     size = _CODE_SIZE[code]
-                    values = np.ascontiguousarray(rows[:, printer.offset : printer.offset + size]).view(
-                        order + _CODE_DTYPE[code]).reshape(n).tolist()
+                    column = np.ascontiguousarray(source[:, printer.offset : printer.offset + size]).view(
+                        order + _CODE_DTYPE[code]).reshape(n)
+                    if printer.field_end and int(lengths.min()) < printer.field_end:
+                        column = np.where(lengths < printer.field_end, 0, column)
+                    values = column.tolist()
                 if printer.convert is not None:
                     convert = printer.convert
                     table = {v: convert(v) for v in set(values)}
@@ -462,8 +524,7 @@ class _RawEventPlan:
                 out.append(values)
             else:
                 if records is None:
-                    min_size = self.min_size
-                    records = [d if len(d) >= min_size else d.ljust(min_size, b"\0") for d in payloads()]
+                    records = payloads()
                 fn = printer.fn
                 out.append([fn(d, a) for d, a in zip(records, afters)])
         return out
@@ -519,7 +580,7 @@ def _split_rows(matrix: np.ndarray) -> list[str]:
 
 def _prefixed(printer: _Direct | _Computed, prefix: str) -> _Direct | _Computed:
     if isinstance(printer, _Direct):
-        return _Direct(printer.code, printer.offset, prefix + printer.pyfmt, printer.convert)
+        return dataclasses.replace(printer, pyfmt=prefix + printer.pyfmt)
     fn = printer.fn
     return _Computed(lambda payload, after: prefix + fn(payload, after))
 
@@ -717,13 +778,19 @@ class ReportFormatter:
             line_format = _name_column(fmt.name).replace("%", "%%") + plan.fields_format
             width = max(plan.min_size, pid_offset + 4)
             rows = gather_rows(bufs, cpu, offset, length, width)
-            if tail:
+            short = int(length.min()) < plan.whole_size
+            page_rows = None
+            if short:
+                # what C reads past a record's end: the rest of its page (zero beyond)
+                page_end = (offset // page_size + 1) * page_size
+                page_rows = gather_rows(bufs, cpu, offset, np.minimum(page_end - offset, width), width)
+            if tail or short:
                 afters: Iterable[bytes] = [
                     views[c][o + ln : (o // page_size + 1) * page_size].tobytes()
                     for c, o, ln in zip(cpu_list, offset_list, length_list)]
             else:
                 afters = itertools.repeat(b"")
-            values = plan.columns(rows, length, payloads, afters)
+            values = plan.columns(rows, length, payloads, afters, page_rows)
             strip = plan.may_end_in_newline
             fields_template = plan.fields_format
         else:

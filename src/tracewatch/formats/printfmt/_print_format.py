@@ -98,6 +98,20 @@ class PrintFormat:
         self._renderers[key] = r
         return r
 
+    def segment_text(self, index: int, symbols: TraceSymbols) -> Callable[[bytes | memoryview], str]:
+        """The text libtraceevent's print_parse_data writes for conversion ``segments[index]``
+        of one record: how ``report -R`` prints a field passed to that conversion."""
+        compiler = _Compiler(symbols.long_size, symbols.little_endian)
+        render = _compile_segments([self.segments[index]], compiler)
+        view: list[_SymbolView] = []  # built on first use: it may parse kallsyms
+
+        def text(payload: bytes | memoryview) -> str:
+            if not view:
+                view.append(_symbol_view(symbols))
+            return render(payload, len(payload), view[0])
+
+        return text
+
     def batch_plan(self, symbols: TraceSymbols) -> "PrintFormatBatch":
         """How to render many records of this event at once (see :class:`PrintFormatBatch`)."""
         key = (symbols.long_size, symbols.little_endian)

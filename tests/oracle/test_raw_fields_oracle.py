@@ -1,0 +1,174 @@
+"""``report -R`` fields against libtraceevent (through ctypes) where traces of other machines
+showed rules the x86 fixtures never hit (third-party/lisa_example_rtapp.dat, langraph_v7.dat):
+
+* ftrace:bprint has no print_cache (its format comes from each record): every field
+  prints raw, ``ip`` and ``fmt`` as hex, ``buf`` as ``0`` (old ``u32 buf;``) or ``ARRAY[]``;
+* a field that is not an array given to ``%s`` (old kernels' ``char buf;`` of size 0,
+  bputs' ``const char *str``) prints through print_str_arg: the rest of the record,
+  or a printk string / bare hex for a long-sized field; ``%pM`` & co. print their bytes;
+* where the record ends before a field does, raw printing reads on into the page,
+  while a print fmt conversion takes 0.
+
+Each case hands libtraceevent the record followed by the bytes that follow it in its
+page (``size`` is the record's own), as trace-cmd does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+import pytest
+
+from tests.oracle.test_print_fmt_oracle import HEADER, LibTraceEvent, _TepRecord, _TraceSeq
+from tracewatch.export.report_text import ReportFormatter
+from tracewatch.formats.event_format import parse_event_format
+from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
+
+KALLSYMS = "ffffffff81000000 T _stext\nffffffff81001000 T do_work\nffffffff81002000 t helper\n"
+PRINTK_ADDR = 0xFFFFFFFF82000040
+PRINTK = f'0x{PRINTK_ADDR:x} : "hello from bputs\\n"\n'
+IP = 0xFFFFFFFF81001234
+
+
+class _RawOracle(LibTraceEvent):
+    """libtraceevent's -R text of a record of any system, with bytes after the record."""
+
+    def raw(self, system: str, format_text: str, payload: bytes, after: bytes = b"") -> bytes:
+        buf = format_text.encode()
+        self.lib.tep_parse_event(self.tep, buf, len(buf), system.encode())
+        data = ctypes.create_string_buffer(payload + after, len(payload) + len(after))
+        rec = _TepRecord()
+        rec.size = rec.record_size = len(payload)
+        rec.data = ctypes.cast(data, ctypes.c_void_p)
+        seq = _TraceSeq()
+        self.lib.trace_seq_init(ctypes.byref(seq))
+        self.lib.tep_print_event(self.tep, ctypes.byref(seq), ctypes.byref(rec), b"%s", b"INFO_RAW")
+        self.lib.trace_seq_terminate(ctypes.byref(seq))
+        out = ctypes.string_at(seq.buffer, seq.len)
+        self.lib.trace_seq_destroy(ctypes.byref(seq))
+        return out
+
+
+def _ours(system: str, format_text: str, payload: bytes, after: bytes = b"") -> bytes:
+    fmt = parse_event_format(format_text, system)
+    kallsyms = KernelSymbols.parse(KALLSYMS)
+    symbols = TraceSymbols(kallsyms=kallsyms, printk_formats={PRINTK_ADDR: "hello from bputs\\n"})
+    text = ReportFormatter(symbols, {fmt.id: fmt}, raw=True).raw_fields(payload, fmt, after=after)
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _oracle() -> _RawOracle:
+    try:
+        return _RawOracle(kallsyms=KALLSYMS, printk=PRINTK)
+    except OSError as e:
+        pytest.skip(str(e))
+
+
+def _format(name: str, event_id: int, fields: str, print_fmt: str) -> str:
+    return f"name: {name}\nID: {event_id}\nformat:\n{HEADER}\n{fields}\nprint fmt: {print_fmt}\n"
+
+
+def _common(event_id: int) -> bytes:
+    return struct.pack("<HBBi", event_id, 0, 0, 4242)
+
+
+# (system, name, fields, print fmt, payload after the common header, bytes after the record)
+FTRACE_CASES = {
+    # arm64 4.x kernels: "u32 buf;" (no brackets) and "char buf;", both of size 0
+    "bprint-old": ("ftrace", "bprint",
+                   "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                   "\tfield:const char * fmt;\toffset:16;\tsize:8;\tsigned:0;\n"
+                   "\tfield:u32 buf;\toffset:24;\tsize:0;\tsigned:0;\n",
+                   '"%ps: %s", (void *)REC->ip, REC->fmt',
+                   struct.pack("<QQII", IP, PRINTK_ADDR, 7, 9), b""),
+    "bprint-new": ("ftrace", "bprint",
+                   "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                   "\tfield:const char * fmt;\toffset:16;\tsize:8;\tsigned:0;\n"
+                   "\tfield:u32 buf[];\toffset:24;\tsize:0;\tsigned:0;\n",
+                   '"%ps: %s", (void *)REC->ip, REC->fmt',
+                   struct.pack("<QQII", IP, PRINTK_ADDR, 7, 9), b""),
+    "print-old": ("ftrace", "print",
+                  "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                  "\tfield:char buf;\toffset:16;\tsize:0;\tsigned:0;\n",
+                  '"%ps: %s", (void *)REC->ip, REC->buf',
+                  struct.pack("<Q", IP) + b"TRACE_MARKER_START\n\0\0\0\0\0", b"page bytes\0"),
+    "print-old-no-nul": ("ftrace", "print",
+                         "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                         "\tfield:char buf;\toffset:16;\tsize:0;\tsigned:0;\n",
+                         '"%ps: %s", (void *)REC->ip, REC->buf',
+                         struct.pack("<Q", IP) + b"no terminator", b" - page bytes\0"),
+    "print-new": ("ftrace", "print",
+                  "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                  "\tfield:char buf[];\toffset:16;\tsize:0;\tsigned:0;\n",
+                  '"%ps: %s", (void *)REC->ip, REC->buf',
+                  struct.pack("<Q", IP) + b"marker\n\0\0", b""),
+    "bputs-printk": ("ftrace", "bputs",
+                     "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                     "\tfield:const char * str;\toffset:16;\tsize:8;\tsigned:0;\n",
+                     '"%ps: %s", (void *)REC->ip, REC->str',
+                     struct.pack("<QQ", IP, PRINTK_ADDR), b""),
+    "bputs-unknown": ("ftrace", "bputs",
+                      "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+                      "\tfield:const char * str;\toffset:16;\tsize:8;\tsigned:0;\n",
+                      '"%ps: %s", (void *)REC->ip, REC->str',
+                      struct.pack("<QQ", IP, 0xFFFFFFFF82000999), b""),
+    # scalars given to %s, %-10s and pointer conversions that print bytes
+    "scalar-strings": ("test", "scalar_strings",
+                       "\tfield:unsigned long addr;\toffset:8;\tsize:8;\tsigned:0;\n"
+                       "\tfield:int word;\toffset:16;\tsize:4;\tsigned:1;\n"
+                       "\tfield:unsigned int tail;\toffset:20;\tsize:4;\tsigned:0;\n",
+                       '"a=%s w=%-10s| t=%5s", REC->addr, REC->word, REC->tail',
+                       struct.pack("<Q", PRINTK_ADDR) + b"abc\0" + b"wxyz", b"PAGE\0"),
+    "pointer-bytes": ("test", "pointer_bytes",
+                      "\tfield:unsigned long mac;\toffset:8;\tsize:8;\tsigned:0;\n"
+                      "\tfield:unsigned int v4;\toffset:16;\tsize:4;\tsigned:0;\n"
+                      "\tfield:unsigned long p;\toffset:24;\tsize:8;\tsigned:0;\n",
+                      '"mac=%pM ip=%pI4 p=%pK", REC->mac, REC->v4, REC->p',
+                      bytes([0, 0x1B, 0x21, 0xAB, 0xCD, 0xEF, 0, 0, 192, 168, 1, 7, 0, 0, 0, 0])
+                      + struct.pack("<Q", IP), b""),
+    # ftrace:kernel_stack of 5 entries in a record that ends at its page's end
+    "array-past-record": ("ftrace", "kernel_stack",
+                          "\tfield:int size;\toffset:8;\tsize:4;\tsigned:1;\n"
+                          "\tfield:unsigned long caller[8];\toffset:16;\tsize:64;\tsigned:0;\n",
+                          '"\\t=> %ps\\n\\t=> %ps\\n", (void *)REC->caller[0], (void *)REC->caller[1]',
+                          struct.pack("<i4x5Q", 5, IP, IP + 8, IP + 16, IP + 24, IP + 32),
+                          bytes(range(0x80, 0x98))),
+    # raw scalars past the record's end read the page, converted ones are 0
+    "scalars-past-record": ("test", "scalars_past",
+                            "\tfield:int a;\toffset:8;\tsize:4;\tsigned:1;\n"
+                            "\tfield:unsigned int b;\toffset:12;\tsize:4;\tsigned:0;\n"
+                            "\tfield:unsigned long c;\toffset:16;\tsize:8;\tsigned:0;\n"
+                            "\tfield:unsigned long d;\toffset:24;\tsize:8;\tsigned:0;\n"
+                            "\tfield:short e;\toffset:32;\tsize:2;\tsigned:1;\n",
+                            '"a=%d c=%lx d=%ps", REC->a, REC->c, REC->d',
+                            struct.pack("<iIi", -5, 77, 0x11223344),
+                            bytes(range(0xA0, 0xC0))),
+}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("case", sorted(FTRACE_CASES))
+def test_raw_fields_match_libtraceevent(case: str) -> None:
+    system, name, fields, print_fmt, body, after = FTRACE_CASES[case]
+    event_id = 500 + sorted(FTRACE_CASES).index(case)
+    text = _format(name, event_id, fields, print_fmt)
+    payload = _common(event_id) + body
+    expected = _oracle().raw(system, text, payload, after)
+    assert _ours(system, text, payload, after) == expected
+
+
+def test_bprint_prints_hex_where_its_print_fmt_says_ps() -> None:
+    # the premise of the bprint rule, independent of the library
+    system, name, fields, print_fmt, body, after = FTRACE_CASES["bprint-old"]
+    text = _format(name, 6, fields, print_fmt)
+    assert _ours(system, text, _common(6) + body) == (f" ip=0x{IP:x} fmt=0x{PRINTK_ADDR:x} buf=0").encode()
+
+
+def test_fixed_array_past_the_record_shows_the_page_bytes() -> None:
+    system, name, fields, print_fmt, body, after = FTRACE_CASES["array-past-record"]
+    text = _format(name, 12, fields, print_fmt)
+    ours = _ours(system, text, _common(12) + body, after).decode()
+    assert ours.endswith(", 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 8a, 8b, 8c, 8d, 8e, 8f, 90, 91, 92, 93, 94, 95, 96, 97]")
+    # past the page (no bytes after the record known): zeros
+    assert _ours(system, text, _common(12) + body).decode().endswith(", 00" * 24 + "]")
