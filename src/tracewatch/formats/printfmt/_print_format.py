@@ -18,6 +18,17 @@ def _is_bprint(fmt: EventFormat) -> bool:
     return fmt.system == "ftrace" and fmt.name == "bprint"
 
 
+class _LazySymbolView:
+    """A _SymbolView built on the first lookup: building one walks all of kallsyms, and
+    most conversions (a string, a number) never look a symbol up."""
+
+    def __init__(self, symbols: TraceSymbols) -> None:
+        self._symbols = symbols
+
+    def __getattr__(self, name: str):
+        return getattr(_symbol_view(self._symbols), name)
+
+
 class PrintFormat:
     """The compiled ``print fmt`` of one event type.
 
@@ -103,12 +114,10 @@ class PrintFormat:
         of one record: how ``report -R`` prints a field passed to that conversion."""
         compiler = _Compiler(symbols.long_size, symbols.little_endian)
         render = _compile_segments([self.segments[index]], compiler)
-        view: list[_SymbolView] = []  # built on first use: it may parse kallsyms
+        view = _LazySymbolView(symbols)
 
         def text(payload: bytes | memoryview) -> str:
-            if not view:
-                view.append(_symbol_view(symbols))
-            return render(payload, len(payload), view[0])
+            return render(payload, len(payload), view)  # type: ignore[arg-type]
 
         return text
 
