@@ -16,6 +16,8 @@ page (``size`` is the record's own), as trace-cmd does.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import shutil
 import struct
 
 import pytest
@@ -172,3 +174,58 @@ def test_fixed_array_past_the_record_shows_the_page_bytes() -> None:
     assert ours.endswith(", 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 8a, 8b, 8c, 8d, 8e, 8f, 90, 91, 92, 93, 94, 95, 96, 97]")
     # past the page (no bytes after the record known): zeros
     assert _ours(system, text, _common(12) + body).decode().endswith(", 00" * 24 + "]")
+
+
+# ---------------------------------------------------------------------------
+# ftrace:function through trace-cmd itself: the function plugin's indentation
+
+FUNCTION_FORMAT = """name: function
+ID: 1
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:1;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:unsigned long parent_ip;\toffset:16;\tsize:8;\tsigned:0;
+
+print fmt: " %ps <-- %ps", (void *)REC->ip, (void *)REC->parent_ip
+"""
+FUNCTION_KALLSYMS = "".join(f"ffffffff8100{n:x}000 T f{n}\n" for n in range(10))
+
+
+def _function_calls() -> list[tuple[int, int, int]]:
+    """(cpu, function, parent) numbers (f0..f9; 10: no symbol) of calls going deeper,
+    back up, jumping to unknown parents and interleaving two CPUs."""
+    return [(0, 1, 0), (0, 2, 1), (0, 3, 2), (1, 5, 4), (0, 4, 3), (0, 2, 1), (1, 6, 5), (0, 6, 9),
+            (0, 7, 6), (0, 3, 2), (1, 10, 6), (1, 7, 6), (0, 8, 7), (0, 9, 8), (1, 4, 10), (0, 2, 9)]
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
+def test_function_events_match_trace_cmd(tmp_path) -> None:
+    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
+    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+    from tracewatch.testing.page_builder import PageBuilder
+
+    base_file = DAT_FILES["e_mixed"]
+    if not base_file.exists():
+        pytest.skip(f"{base_file} missing")
+    base = TraceMeta.from_reader(_reader(base_file))
+
+    def address(n: int) -> int:
+        return 0xFFFFFFFF82000000 if n == 10 else 0xFFFFFFFF81000000 + n * 0x1000 + 0x10
+
+    pages = {0: PageBuilder(), 1: PageBuilder()}
+    for step, (cpu, func, parent) in enumerate(_function_calls()):
+        pages[cpu].add(1000 * (step + 1), struct.pack("<HBBiQQ", 1, 0, 0, 77, address(func), address(parent)))
+    meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
+                               cpustats={})
+    path = tmp_path / "function.dat"
+    write_tracedat(path, meta, {cpu: [b.build()] for cpu, b in pages.items()})
+    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
+    theirs = _trace_cmd_text(path, False)
+    assert "   f3" in theirs  # the premise: the plugin indents
+    assert ours == theirs

@@ -166,18 +166,28 @@ def test_raw_data_prints_every_record_byte():
     assert render(payload, symbols(), no_default) == "# 1001 01 55 00 00"
 
 
-def test_function_handler_is_trace_cmds():
+def test_function_handler_is_the_function_plugins():
+    # trace-cmd's own "func <-- parent" handler loses to the plugin's (registered later):
+    # the function's name, indented 3 spaces per level of the calls seen on its CPU
     fmt = load("ftrace", "function")
     syms = symbols(KALLSYMS)
     ip = fmt.field("ip")
     parent = fmt.field("parent_ip")
-    payload = bytearray(max(ip.offset + 8, parent.offset + 8))
-    payload[: 8] = header(fmt.id, 1)
-    struct.pack_into("<Q", payload, ip.offset, 0xFFFFFFFF81100010)
-    struct.pack_into("<Q", payload, parent.offset, 0xFFFFFFFF814352F0)
-    assert plugin_renderer(fmt)(bytes(payload), syms, no_default) == "copy_process <-- tick_nohz_handler"
-    struct.pack_into("<Q", payload, ip.offset, 0x10)
-    assert plugin_renderer(fmt)(bytes(payload), syms, no_default) == "0x10tick_nohz_handler"
+    render = plugin_renderer(fmt)
+
+    def call(func: int, caller: int, cpu: int) -> str:
+        payload = bytearray(max(ip.offset + 8, parent.offset + 8))
+        payload[:8] = header(fmt.id, 1)
+        struct.pack_into("<Q", payload, ip.offset, func)
+        struct.pack_into("<Q", payload, parent.offset, caller)
+        return render(bytes(payload), syms, no_default, cpu)
+
+    tick, fork = 0xFFFFFFFF814352F0, 0xFFFFFFFF81100010  # tick_nohz_handler, copy_process
+    assert call(fork, tick, 0) == "copy_process"  # unknown parent: level 0
+    assert call(0x10, fork, 0) == "   0x10"  # called from copy_process (level 1)
+    assert call(tick, fork, 1) == "tick_nohz_handler"  # another CPU has its own list
+    assert call(fork, tick, 0) == "copy_process"  # back at the top
+    assert call(tick, 0x20, 0) == "tick_nohz_handler"  # parent without a symbol: not indented
 
 
 @pytest.mark.parametrize("system,name", [("sched", "sched_process_fork"), ("raw_syscalls", "sys_enter"),

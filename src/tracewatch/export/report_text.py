@@ -643,12 +643,12 @@ class ReportFormatter:
             self._header_by_pid[pid] = column
         return column
 
-    def info(self, payload: bytes, fmt: EventFormat) -> str:
+    def info(self, payload: bytes, fmt: EventFormat, cpu: int = -1) -> str:
         """The pretty text after the name column: the plugin's or the print fmt's."""
         renderer = self._renderers.get(fmt.id)
         if renderer is None:
             renderer = self._renderers[fmt.id] = make_renderer(fmt)
-        return renderer.render(payload, self.symbols)
+        return renderer.render(payload, self.symbols, cpu)
 
     def _raw_plan(self, fmt: EventFormat) -> tuple[_RawEventPlan, str]:
         """The compiled -R printer of ``fmt`` and its whole-line format string."""
@@ -695,7 +695,7 @@ class ReportFormatter:
                 text = plan.line_other(entry[1], payload, after, cpu, self.timestamp(ts), self._task_column)
         elif fmt is not None:
             head = "%s [%03d] %s:" % (self._task_column(self._pid(payload, fmt)), cpu, self.timestamp(ts))
-            text = head + _name_column(fmt.name) + self.info(payload, fmt)
+            text = head + _name_column(fmt.name) + self.info(payload, fmt, cpu)
         else:
             text = _UNKNOWN_EVENT + _UNKNOWN_EVENT + _name_column("(NULL)") + _UNKNOWN_EVENT
         if text[-1:] == "\n":
@@ -804,7 +804,7 @@ class ReportFormatter:
                 rows = gather_rows(bufs, cpu, offset, length, pid_offset + 4)
                 renderer = self._renderers.get(fmt.id) or self.info_renderer(fmt)
                 scratch = self._scratch_symbols()
-                values = [[renderer.render(d, scratch) for d in payloads()]]
+                values = [[renderer.render(d, scratch, c) for d, c in zip(payloads(), cpu_list)]]
                 fields_template = "%s"
             strip = fields_template[-1:] in ("s", "\n", "")
             line_format = _name_column(fmt.name).replace("%", "%%") + fields_template

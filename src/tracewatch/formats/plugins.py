@@ -1,8 +1,7 @@
 """The event renderers that ``trace-cmd report`` takes from its plugins.
 
 trace-cmd does not print every event with the kernel's ``print fmt``: the
-libtraceevent plugins it loads by default (and trace-cmd itself, for
-``ftrace:function``) register a handler per event that writes the event text
+libtraceevent plugins it loads by default register a handler per event that writes the event text
 instead.  A handler either replaces the text (``sched_switch`` prints
 ``bash:9084 [120] S ==> bash:9090 [120]``) or writes a prefix and lets the
 default print fmt text follow (kmem's ``(copy_process+0x18a) call_site=...``).
@@ -14,8 +13,7 @@ Covered (the handlers trace-cmd 3.1.6 with libtraceevent 1.7 uses for the
 events they name): sched_switch, sched_wakeup, sched_wakeup_new (sched plugin),
 kfree, kmalloc, kmalloc_node, kmem_cache_alloc, kmem_cache_alloc_node,
 kmem_cache_free (kmem plugin), hrtimer_start, hrtimer_expire_entry (hrtimer
-plugin), ftrace raw_data and kernel_stack (function plugin), ftrace function
-(trace-cmd's own override).  Not covered yet: funcgraph_entry/exit (they look
+plugin), ftrace function, raw_data and kernel_stack (function plugin).  Not covered yet: funcgraph_entry/exit (they look
 ahead at the next record), func_repeats, and the jbd2, kvm, mac80211, cfg80211,
 scsi, xen, tlb and futex plugins; those events fall back to the print fmt.
 
@@ -50,9 +48,12 @@ PluginRenderer = Callable[[bytes, TraceSymbols, EventText], str]
 
 
 class EventRenderer(Protocol):
-    """Renders one event type's records as the text after the event name."""
+    """Renders one event type's records as the text after the event name.
 
-    def render(self, payload: bytes, symbols: TraceSymbols) -> str: ...
+    ``cpu``: the record's CPU (-1 unknown); the function plugin's indentation
+    depends on it and on the records before (render them in report order)."""
+
+    def render(self, payload: bytes, symbols: TraceSymbols, cpu: int = -1) -> str: ...
 
 
 # ---------------------------------------------------------------------------
@@ -332,26 +333,61 @@ def _kernel_stack(fmt: EventFormat) -> PluginRenderer:
     return render
 
 
-def _function(fmt: EventFormat) -> PluginRenderer:
-    """trace-cmd's ftrace:function handler (it replaces the plugin's): ``func <-- parent``."""
-    ip = fmt.field("ip")
-    parent_ip = fmt.field("parent_ip")
+class _FunctionPlugin:
+    """ftrace:function as the function plugin prints it: the function's name, indented.
 
-    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+    trace-cmd registers its own handler (``func <-- parent``) first, then loads the
+    plugins, whose handler for the same event is the one libtraceevent keeps (its
+    pending handlers are searched newest first).  The plugin keeps, per CPU, a list
+    of the functions it has seen called from each other (add_and_get_index): a
+    record whose parent is at position i of that list is indented by 3*i spaces and
+    becomes entry i+1; an unknown parent restarts the list at (parent, function)
+    while deeper entries stay.  The lists live as long as the report (the plugin's
+    are process globals), so records must be rendered in report order, with their
+    CPU.  Its options ``parent`` and ``offset`` are off, ``indent`` on, by default.
+    """
+
+    wants_cpu = True
+    _BLOCK = 10  # STK_BLK: the list grows by this many empty entries
+
+    def __init__(self, fmt: EventFormat) -> None:
+        self.ip = fmt.field("ip")
+        self.parent_ip = fmt.field("parent_ip")
+        self.stacks: dict[int, list[str | None]] = {}
+
+    def _add_child(self, stack: list[str | None], child: str | None, pos: int) -> None:
+        if child is None:
+            return
+        if pos >= len(stack):
+            stack.extend([None] * self._BLOCK)
+        stack[pos] = child
+
+    def _indent_index(self, parent: str, child: str | None, cpu: int) -> int:
+        """add_and_get_index: where ``parent`` is in this CPU's list (0 when it is not)."""
+        if cpu < 0:
+            return 0
+        stack = self.stacks.setdefault(cpu, [])
+        for i, name in enumerate(stack):
+            if name is None:
+                break
+            if name == parent:
+                self._add_child(stack, child, i + 1)
+                return i
+        self._add_child(stack, parent, 0)
+        self._add_child(stack, child, 1)
+        return 0
+
+    def __call__(self, payload: bytes, symbols: TraceSymbols, default_text: EventText, cpu: int = -1) -> str:
         little = symbols.little_endian
-        if ip is None:
+        if self.ip is None:
             return _missing_field("ip") + "!"
-        addr = _read_unsigned(payload, ip, little)
+        addr = _read_unsigned(payload, self.ip, little)
         func = find_function(symbols, addr)
-        out = [f"{func[0]} <-- " if func else f"0x{addr:x}"]
-        if parent_ip is None:
-            return out[0] + _missing_field("parent_ip") + "!"
-        addr = _read_unsigned(payload, parent_ip, little)
-        func = find_function(symbols, addr)
-        out.append(func[0] if func else f"0x{addr:x}")
-        return "".join(out)
-
-    return render
+        if self.parent_ip is None:
+            return _missing_field("parent_ip") + "!"
+        parent = find_function(symbols, _read_unsigned(payload, self.parent_ip, little))
+        index = self._indent_index(parent[0], func[0] if func else None, cpu) if parent else 0
+        return " " * (3 * index) + (func[0] if func else f"0x{addr:x}")
 
 
 _KMEM_CALL_SITE_EVENTS = ("kfree", "kmalloc", "kmalloc_node", "kmem_cache_alloc", "kmem_cache_alloc_node",
@@ -367,7 +403,7 @@ PLUGIN_EVENTS: dict[tuple[str, str], Callable[[EventFormat], PluginRenderer | No
     ("timer", "hrtimer_start"): _hrtimer_start,
     ("ftrace", "raw_data"): _raw_data,
     ("ftrace", "kernel_stack"): _kernel_stack,
-    ("ftrace", "function"): _function,
+    ("ftrace", "function"): _FunctionPlugin,
 }
 
 
@@ -399,7 +435,7 @@ class _PrintFmtEventRenderer:
     def __init__(self, fmt: EventFormat):
         self._print_fmt = _print_fmt_renderer(fmt)
 
-    def render(self, payload: bytes, symbols: TraceSymbols) -> str:
+    def render(self, payload: bytes, symbols: TraceSymbols, cpu: int = -1) -> str:
         return self._print_fmt.render(payload, symbols)
 
     def batch_plan(self, symbols: TraceSymbols):
@@ -420,8 +456,11 @@ class _PluginEventRenderer:
             self._print_fmt = _print_fmt_renderer(self._fmt)
         return self._print_fmt.render(payload, symbols)
 
-    def render(self, payload: bytes, symbols: TraceSymbols) -> str:
-        return self._plugin(payload, symbols, lambda: self._default_text(payload, symbols))
+    def render(self, payload: bytes, symbols: TraceSymbols, cpu: int = -1) -> str:
+        default_text = lambda: self._default_text(payload, symbols)  # noqa: E731
+        if getattr(self._plugin, "wants_cpu", False):
+            return self._plugin(payload, symbols, default_text, cpu)  # type: ignore[call-arg]
+        return self._plugin(payload, symbols, default_text)
 
 
 class CommTeacher:
