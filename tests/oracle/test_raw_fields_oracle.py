@@ -229,3 +229,40 @@ def test_function_events_match_trace_cmd(tmp_path) -> None:
     theirs = _trace_cmd_text(path, False)
     assert "   f3" in theirs  # the premise: the plugin indents
     assert ours == theirs
+
+
+# ---------------------------------------------------------------------------
+# the time column of counter clocks, and of a TSC clock that TSC2NSEC converts
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
+@pytest.mark.parametrize("clock,tsc2nsec", [("[x86-tsc] counter", False), ("local [counter]", False),
+                                            ("[x86-tsc] local", True)])
+def test_time_column_matches_trace_cmd(tmp_path, clock: str, tsc2nsec: bool) -> None:
+    # counters: "%12d" (no space after "[cpu]"; libtraceevent's 10**12 precision overflows
+    # and it prints the plain count); TSC2NSEC: ns, so secs.usecs again
+    import subprocess
+    import sys
+
+    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
+    from tracewatch.formats.tracedat_writer import OPT_TSC2NSEC, TraceMeta, write_tracedat
+    from tracewatch.testing.page_builder import PageBuilder
+
+    base_file = DAT_FILES["e_mixed"]
+    if not base_file.exists():
+        pytest.skip(f"{base_file} missing")
+    base = TraceMeta.from_reader(_reader(base_file))
+    pages = PageBuilder()
+    for step, ts in enumerate((5, 123_456_789, 303_280_081_900_681, 10**15 + 7)):
+        pages.add(ts, struct.pack("<HBBiQQ", 1, 0, 0, 77, 0xFFFFFFFF81001010, 0xFFFFFFFF81000010))
+    extra = [(OPT_TSC2NSEC, struct.pack("<IIQ", 735842807, 31, 0))] if tsc2nsec else []
+    meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
+                               cpustats={}, trace_clock=clock, extra_options=extra)
+    path = tmp_path / "clock.dat"
+    write_tracedat(path, meta, {0: [pages.build()]})
+    for raw in (False, True):
+        ours = subprocess.run([sys.executable, "-m", "tracewatch", "report", *(["--raw"] if raw else []), str(path)],
+                              capture_output=True, check=True).stdout.decode()
+        theirs = _trace_cmd_text(path, raw)
+        assert ("." in theirs.splitlines()[1].split("]")[1].split(":")[0]) == tsc2nsec  # the premise
+        assert ours == theirs

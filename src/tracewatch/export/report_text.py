@@ -628,8 +628,13 @@ class ReportFormatter:
         if self.in_usecs:
             secs, usecs = divmod((ts + 500) // 1000, 1_000_000)
             return "%5d.%06d" % (secs, usecs)
-        secs, rest = divmod(ts, 10**12)  # libtraceevent reads "%12d" as 12 digits of precision
-        return "%5d.%012d" % (secs, rest)
+        # trace-cmd's "%12d": libtraceevent takes the 12 for a precision, but its
+        # 10**12 overflows an int and it prints the plain count ("%12llu")
+        return "%12d" % ts
+
+    def _time_column(self, ts: int) -> str:
+        """The time column after ``[cpu]``: ``" secs.usecs"``, or the count with no space before it."""
+        return " " + self.timestamp(ts) if self.in_usecs else self.timestamp(ts)
 
     def _task_column(self, pid: int) -> str:
         """``"%16s-%-5d"`` of comm and pid, padded in bytes like C's printf."""
@@ -656,7 +661,7 @@ class ReportFormatter:
         if entry is None:
             plan = _RawEventPlan(fmt, self.symbols)
             name = _name_column(fmt.name).replace("%", "%%")
-            time_part = " %5d.%06d:" if self.in_usecs else " %s:"
+            time_part = " %5d.%06d:" if self.in_usecs else "%s:"
             entry = self._raw_plans[fmt.id] = (plan, "%s [%03d]" + time_part + name + plan.fields_format)
         return entry
 
@@ -694,7 +699,7 @@ class ReportFormatter:
             else:
                 text = plan.line_other(entry[1], payload, after, cpu, self.timestamp(ts), self._task_column)
         elif fmt is not None:
-            head = "%s [%03d] %s:" % (self._task_column(self._pid(payload, fmt)), cpu, self.timestamp(ts))
+            head = "%s [%03d]%s:" % (self._task_column(self._pid(payload, fmt)), cpu, self._time_column(ts))
             text = head + _name_column(fmt.name) + self.info(payload, fmt, cpu)
         else:
             text = _UNKNOWN_EVENT + _UNKNOWN_EVENT + _name_column("(NULL)") + _UNKNOWN_EVENT
@@ -852,7 +857,7 @@ class ReportFormatter:
             times = list(map(" [%03d] %5d.%06d:".__mod__, zip(cpu.tolist(), (usecs // 1_000_000).tolist(),
                                                                 (usecs % 1_000_000).tolist())))
         else:
-            times = [" [%03d] %s:" % (c, self.timestamp(t)) for c, t in zip(cpu.tolist(), ts.tolist())]
+            times = [" [%03d]%s:" % (c, self._time_column(t)) for c, t in zip(cpu.tolist(), ts.tolist())]
         tasks = [columns[i] for i in at.tolist()]
         if relearnt:
             positions = pos.tolist()

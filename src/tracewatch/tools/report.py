@@ -17,7 +17,7 @@ import numpy as np
 
 from ..cli import run_tool
 from ..errors import TraceFormatError, TracewatchError
-from ..export.report_text import ReportFormatter, timestamps_in_usecs
+from ..export.report_text import ReportFormatter
 from ..formats.event_format import EventFormat, field_value
 from ..formats import tracedat
 from ..formats.tracedat import MergedIndex, TraceDatReader
@@ -123,7 +123,7 @@ def report_chunks(reader: TraceDatReader, index: MergedIndex | Iterable[MergedIn
     """The report lines of the events in ``index`` (no newlines), a list per run of events;
     ``index`` may also be the successive parts of one merged order (``merged_parts``)."""
     formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw,
-                                in_usecs=timestamps_in_usecs(reader.trace_clock))
+                                in_usecs=reader.timestamps_in_usecs)
     formats = reader.formats
     buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
     # C's %s on a char buf[] without NUL reads on into the page: those records get the page's rest
