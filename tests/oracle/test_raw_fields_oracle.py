@@ -266,3 +266,64 @@ def test_time_column_matches_trace_cmd(tmp_path, clock: str, tsc2nsec: bool) -> 
         theirs = _trace_cmd_text(path, raw)
         assert ("." in theirs.splitlines()[1].split("]")[1].split(":")[0]) == tsc2nsec  # the premise
         assert ours == theirs
+
+
+# ---------------------------------------------------------------------------
+# kvm_exit / kvm_entry through trace-cmd's kvm plugin
+
+KVM_EXIT_FORMAT = """name: kvm_exit
+ID: 2
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:unsigned int exit_reason;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:unsigned long guest_rip;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:u32 isa;\toffset:24;\tsize:4;\tsigned:0;
+\tfield:u64 info1;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:u64 info2;\toffset:40;\tsize:8;\tsigned:0;
+
+print fmt: "reason %d rip 0x%lx info1 0x%016llx", REC->exit_reason, REC->guest_rip, REC->info1
+"""
+KVM_ENTRY_FORMAT = """name: kvm_entry
+ID: 3
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:unsigned int vcpu_id;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:unsigned long rip;\toffset:16;\tsize:8;\tsigned:0;
+
+print fmt: "vcpu %u, rip 0x%lx", REC->vcpu_id, REC->rip
+"""
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
+def test_kvm_exit_and_entry_match_trace_cmd(tmp_path) -> None:
+    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
+    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+    from tracewatch.testing.page_builder import PageBuilder
+
+    base_file = DAT_FILES["e_mixed"]
+    if not base_file.exists():
+        pytest.skip(f"{base_file} missing")
+    base = TraceMeta.from_reader(_reader(base_file))
+    pages = PageBuilder()
+    rip = 0xFFFFFFFFBB533D40
+    # (exit reason, isa): VMX names, SVM names, EXIT_ERR (-1), unknown numbers and ISAs
+    for step, (reason, isa) in enumerate([(1, 1), (48, 1), (0x7C, 2), (0xFFFFFFFF, 2), (3, 1), (77, 2), (1, 3)]):
+        pages.add(100 * step + 1, struct.pack("<HBBiIxxxxQIxxxxQQ", 2, 0, 0, 9, reason, rip + step, isa, step, 0xEC))
+        pages.add(100 * step + 2, struct.pack("<HBBiIxxxxQ", 3, 0, 0, 9, step % 3, rip + step))
+    meta = dataclasses.replace(base, event_formats={"kvm": [KVM_EXIT_FORMAT, KVM_ENTRY_FORMAT]}, cpustats={})
+    path = tmp_path / "kvm.dat"
+    write_tracedat(path, meta, {0: [pages.build()]})
+    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
+    theirs = _trace_cmd_text(path, False)
+    assert "reason EXTERNAL_INTERRUPT rip" in theirs  # the premise: the plugin prints names
+    assert ours == theirs

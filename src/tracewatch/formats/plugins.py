@@ -13,9 +13,11 @@ Covered (the handlers trace-cmd 3.1.6 with libtraceevent 1.7 uses for the
 events they name): sched_switch, sched_wakeup, sched_wakeup_new (sched plugin),
 kfree, kmalloc, kmalloc_node, kmem_cache_alloc, kmem_cache_alloc_node,
 kmem_cache_free (kmem plugin), hrtimer_start, hrtimer_expire_entry (hrtimer
-plugin), ftrace function, raw_data and kernel_stack (function plugin).  Not covered yet: funcgraph_entry/exit (they look
-ahead at the next record), func_repeats, and the jbd2, kvm, mac80211, cfg80211,
-scsi, xen, tlb and futex plugins; those events fall back to the print fmt.
+plugin), ftrace function, raw_data and kernel_stack (function plugin), kvm_exit
+and kvm_entry (kvm plugin).  Not covered yet: funcgraph_entry/exit (they look
+ahead at the next record), func_repeats, the kvm plugin's other events
+(kvm_emulate_insn, kvm_nested_vmexit[_inject], kvmmmu), and the jbd2, mac80211,
+cfg80211, scsi, xen, tlb and futex plugins; those events fall back to the print fmt.
 
 Values are read the way libtraceevent reads them: ``tep_read_number`` gives
 the field as an unsigned number of its size, and the handlers' ``%lld`` /
@@ -390,6 +392,91 @@ class _FunctionPlugin:
         return " " * (3 * index) + (func[0] if func else f"0x{addr:x}")
 
 
+# ---------------------------------------------------------------------------
+# kvm plugin (kvm_exit, kvm_entry)
+
+# exit reason numbers -> the names the kvm plugin prints (VMX for isa 1, SVM for isa 2)
+_VMX_EXIT_REASONS = {
+    0: "EXCEPTION_NMI", 1: "EXTERNAL_INTERRUPT", 2: "TRIPLE_FAULT", 7: "PENDING_INTERRUPT", 8: "NMI_WINDOW", 9:
+    "TASK_SWITCH", 10: "CPUID", 12: "HLT", 13: "INVD", 14: "INVLPG", 15: "RDPMC", 16: "RDTSC", 18: "VMCALL", 19:
+    "VMCLEAR", 20: "VMLAUNCH", 21: "VMPTRLD", 22: "VMPTRST", 23: "VMREAD", 24: "VMRESUME", 25: "VMWRITE", 26:
+    "VMOFF", 27: "VMON", 28: "CR_ACCESS", 29: "DR_ACCESS", 30: "IO_INSTRUCTION", 31: "MSR_READ", 32:
+    "MSR_WRITE", 36: "MWAIT_INSTRUCTION", 39: "MONITOR_INSTRUCTION", 40: "PAUSE_INSTRUCTION", 41:
+    "MCE_DURING_VMENTRY", 43: "TPR_BELOW_THRESHOLD", 44: "APIC_ACCESS", 45: "EOI_INDUCED", 48: "EPT_VIOLATION",
+    49: "EPT_MISCONFIG", 50: "INVEPT", 52: "PREEMPTION_TIMER", 54: "WBINVD", 55: "XSETBV", 56: "APIC_WRITE", 58:
+    "INVPCID", 62: "PML_FULL", 63: "XSAVES", 64: "XRSTORS",
+}
+_SVM_EXIT_REASONS = {
+    0: "EXIT_READ_CR0", 3: "EXIT_READ_CR3", 4: "EXIT_READ_CR4", 8: "EXIT_READ_CR8", 16: "EXIT_WRITE_CR0", 19:
+    "EXIT_WRITE_CR3", 20: "EXIT_WRITE_CR4", 24: "EXIT_WRITE_CR8", 32: "EXIT_READ_DR0", 33: "EXIT_READ_DR1", 34:
+    "EXIT_READ_DR2", 35: "EXIT_READ_DR3", 36: "EXIT_READ_DR4", 37: "EXIT_READ_DR5", 38: "EXIT_READ_DR6", 39:
+    "EXIT_READ_DR7", 48: "EXIT_WRITE_DR0", 49: "EXIT_WRITE_DR1", 50: "EXIT_WRITE_DR2", 51: "EXIT_WRITE_DR3", 52:
+    "EXIT_WRITE_DR4", 53: "EXIT_WRITE_DR5", 54: "EXIT_WRITE_DR6", 55: "EXIT_WRITE_DR7", 64: "EXIT_EXCP_DE", 65:
+    "EXIT_EXCP_DB", 67: "EXIT_EXCP_BP", 68: "EXIT_EXCP_OF", 69: "EXIT_EXCP_BR", 70: "EXIT_EXCP_UD", 71:
+    "EXIT_EXCP_NM", 72: "EXIT_EXCP_DF", 74: "EXIT_EXCP_TS", 75: "EXIT_EXCP_NP", 76: "EXIT_EXCP_SS", 77:
+    "EXIT_EXCP_GP", 78: "EXIT_EXCP_PF", 80: "EXIT_EXCP_MF", 81: "EXIT_EXCP_AC", 82: "EXIT_EXCP_MC", 83:
+    "EXIT_EXCP_XF", 96: "EXIT_INTR", 97: "EXIT_NMI", 98: "EXIT_SMI", 99: "EXIT_INIT", 100: "EXIT_VINTR", 101:
+    "EXIT_CR0_SEL_WRITE", 102: "EXIT_IDTR_READ", 103: "EXIT_GDTR_READ", 104: "EXIT_LDTR_READ", 105:
+    "EXIT_TR_READ", 106: "EXIT_IDTR_WRITE", 107: "EXIT_GDTR_WRITE", 108: "EXIT_LDTR_WRITE", 109:
+    "EXIT_TR_WRITE", 110: "EXIT_RDTSC", 111: "EXIT_RDPMC", 112: "EXIT_PUSHF", 113: "EXIT_POPF", 114:
+    "EXIT_CPUID", 115: "EXIT_RSM", 116: "EXIT_IRET", 117: "EXIT_SWINT", 118: "EXIT_INVD", 119: "EXIT_PAUSE",
+    120: "EXIT_HLT", 121: "EXIT_INVLPG", 122: "EXIT_INVLPGA", 123: "EXIT_IOIO", 124: "EXIT_MSR", 125:
+    "EXIT_TASK_SWITCH", 126: "EXIT_FERR_FREEZE", 127: "EXIT_SHUTDOWN", 128: "EXIT_VMRUN", 129: "EXIT_VMMCALL",
+    130: "EXIT_VMLOAD", 131: "EXIT_VMSAVE", 132: "EXIT_STGI", 133: "EXIT_CLGI", 134: "EXIT_SKINIT", 135:
+    "EXIT_RDTSCP", 136: "EXIT_ICEBP", 137: "EXIT_WBINVD", 138: "EXIT_MONITOR", 139: "EXIT_MWAIT", 140:
+    "EXIT_MWAIT_COND", 141: "EXIT_XSETBV", 1024: "EXIT_NPF", 1025: "EXIT_AVIC_INCOMPLETE_IPI", 1026:
+    "EXIT_AVIC_UNACCELERATED_ACCESS", -1: "EXIT_ERR",
+}
+
+
+def _exit_reason(value: int, isa: int) -> str:
+    """find_exit_reason: the name, ``UNKNOWN-ISA``, or ``UNKNOWN (n)`` (the value compared as a C int)."""
+    table = {1: _VMX_EXIT_REASONS, 2: _SVM_EXIT_REASONS}.get(isa)
+    if table is None:
+        return "UNKNOWN-ISA"
+    name = table.get(_as_int32(value))
+    return name if name is not None else f"UNKNOWN ({value})"
+
+
+def _kvm_exit(fmt: EventFormat) -> PluginRenderer:
+    """``reason NAME rip 0x.. info 1 2``: the exit reason by name (the guest's functions
+    are only known to trace-cmd with guest files, which it is not given here)."""
+    reason_f, isa_f, rip_f = fmt.field("exit_reason"), fmt.field("isa"), fmt.field("guest_rip")
+    info1_f, info2_f = fmt.field("info1"), fmt.field("info2")
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        # a missing field makes the handler fail: libtraceevent then appends the print fmt text
+        little = symbols.little_endian
+        if reason_f is None:
+            return _missing_field("exit_reason") + default_text()
+        isa = _read_unsigned(payload, isa_f, little) if isa_f is not None else 1
+        out = "reason " + _exit_reason(_read_unsigned(payload, reason_f, little), isa)
+        if rip_f is None:
+            return out + _missing_field("guest_rip") + default_text()
+        out += f" rip 0x{_read_unsigned(payload, rip_f, little):x}"
+        if info1_f is not None and info2_f is not None:
+            out += f" info {_read_unsigned(payload, info1_f, little):x} {_read_unsigned(payload, info2_f, little):x}"
+        return out
+
+    return render
+
+
+def _kvm_entry(fmt: EventFormat) -> PluginRenderer:
+    """`` vcpu N rip 0x..`` (the leading space is the handler's)."""
+    vcpu_f, rip_f = fmt.field("vcpu_id"), fmt.field("rip")
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        little = symbols.little_endian
+        # tep_print_num_field(" vcpu %u"): the value as a C unsigned int
+        out = f" vcpu {_read_unsigned(payload, vcpu_f, little) & 0xFFFFFFFF}" if vcpu_f is not None \
+            else _missing_field("vcpu_id")
+        if rip_f is None:
+            return out + _missing_field("rip") + default_text()
+        return out + f" rip 0x{_read_unsigned(payload, rip_f, little):x}"
+
+    return render
+
+
 _KMEM_CALL_SITE_EVENTS = ("kfree", "kmalloc", "kmalloc_node", "kmem_cache_alloc", "kmem_cache_alloc_node",
                           "kmem_cache_free")
 
@@ -404,6 +491,8 @@ PLUGIN_EVENTS: dict[tuple[str, str], Callable[[EventFormat], PluginRenderer | No
     ("ftrace", "raw_data"): _raw_data,
     ("ftrace", "kernel_stack"): _kernel_stack,
     ("ftrace", "function"): _FunctionPlugin,
+    ("kvm", "kvm_exit"): _kvm_exit,
+    ("kvm", "kvm_entry"): _kvm_entry,
 }
 
 
