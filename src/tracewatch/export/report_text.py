@@ -306,9 +306,7 @@ def _pointer_conversion(f: Field, segment: Segment, keep: int, symbols: TraceSym
 def _print_segments(fmt: EventFormat, symbols: TraceSymbols) -> tuple[PrintFormat | None, list[Segment]]:
     """The parsed print fmt and its segments (the formatted report's own split); no
     segments when libtraceevent has none to match fields to: then every field prints raw."""
-    if not fmt.print_fmt or (fmt.system == "ftrace" and fmt.name == "bprint"):
-        # ftrace:bprint's text comes from a format in each record: libtraceevent builds
-        # no print_cache for it, so -R prints ip and fmt as hex, buf as an array
+    if not fmt.print_fmt:
         return None, []
     parsed = PrintFormat.parse(fmt, long_size=symbols.long_size, little_endian=symbols.little_endian)
     return parsed, parsed.segments or []
