@@ -327,3 +327,42 @@ def test_kvm_exit_and_entry_match_trace_cmd(tmp_path) -> None:
     theirs = _trace_cmd_text(path, False)
     assert "reason EXTERNAL_INTERRUPT rip" in theirs  # the premise: the plugin prints names
     assert ours == theirs
+
+
+TLB_FLUSH_FORMAT = """name: tlb_flush
+ID: 4
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int reason;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:unsigned long pages;\toffset:16;\tsize:8;\tsigned:0;
+
+print fmt: "pages:%ld reason:%s (%d)", REC->pages, __print_symbolic(REC->reason, { 0, "flush on task switch" }, { 4, "remote ipi send" }), REC->reason
+"""
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
+def test_tlb_flush_matches_trace_cmd(tmp_path) -> None:
+    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
+    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+    from tracewatch.testing.page_builder import PageBuilder
+
+    base_file = DAT_FILES["e_mixed"]
+    if not base_file.exists():
+        pytest.skip(f"{base_file} missing")
+    base = TraceMeta.from_reader(_reader(base_file))
+    pages = PageBuilder()
+    for step, (reason, count) in enumerate([(0, -1), (1, 7), (2, 0), (3, 1 << 40), (4, 3), (-1, 2)]):
+        pages.add(step + 1, struct.pack("<HBBiixxxxq", 4, 0, 0, 9, reason, count))
+    meta = dataclasses.replace(base, event_formats={"tlb": [TLB_FLUSH_FORMAT]}, cpustats={})
+    path = tmp_path / "tlb.dat"
+    write_tracedat(path, meta, {0: [pages.build()]})
+    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
+    theirs = _trace_cmd_text(path, False)
+    assert "pages=-1 reason=flush on task switch (0)" in theirs  # the premise: the plugin's text
+    assert ours == theirs
