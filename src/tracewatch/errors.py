@@ -11,6 +11,7 @@
      |    +-- ElfFormatError      a file is not an ELF file tracewatch can read
      +-- ScriptError          a user script failed (file, line)
           +-- HandlerError        a handler raised and the run was told to stop
+          +-- HandlersStuckError  handlers did not return after a stop and were abandoned
 
 The CLI prints a TracewatchError as one line (``tracewatch: error: ...``, plus an
 optional ``hint:`` line) and exits with status 2.  Anything that is not a
@@ -32,6 +33,7 @@ __all__ = [
     "ElfFormatError",
     "ScriptError",
     "HandlerError",
+    "HandlersStuckError",
 ]
 
 
@@ -129,3 +131,7 @@ class ScriptError(TracewatchError):
 
 class HandlerError(ScriptError):
     """A handler raised and the run was told to stop (``--on-error=stop``)."""
+
+
+class HandlersStuckError(ScriptError):
+    """The run ended with its handlers abandoned (stuck after SIGTERM/SIGINT): exit status 2."""

@@ -51,7 +51,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ..errors import CaptureError, ScriptError, TracewatchError
+from ..errors import CaptureError, HandlersStuckError, ScriptError, TracewatchError
 from ..formats.tracedat_writer import TraceMeta
 from ..script.api import EventHandler, ScriptHandlers, parse_duration
 from ..stream.dispatch import Dispatcher, pattern_matches
@@ -99,10 +99,6 @@ class HandlersAbandoned(BaseException):
     (``--on-error skip``) and a handler's own ``except Exception`` must not
     swallow it.
     """
-
-
-class HandlersStuckError(CaptureError):
-    """The run ended with its handlers abandoned (stuck after SIGTERM/SIGINT): exit status 2."""
 
 
 def tune_malloc() -> bool:
