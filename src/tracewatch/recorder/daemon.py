@@ -51,7 +51,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ..errors import CaptureError, HandlersStuckError, ScriptError, TracewatchError
+from ..errors import HandlersStuckError, ScriptError, TracewatchError
 from ..formats.tracedat_writer import TraceMeta
 from ..script.api import EventHandler, ScriptHandlers, parse_duration
 from ..stream.dispatch import Dispatcher, pattern_matches
