@@ -38,6 +38,7 @@ ODD_BUT_REAL = {
     "trailing array": ["unsigned long ip;8;8;0", "char buf[];16;0;0"],
     "32-bit kernel's longs": ["long id;8;4;1", "unsigned long args[6];12;24;0"],
     "64-bit kernel's longs": ["long id;8;8;1", "unsigned long args[6];16;48;0"],
+    "typedef of a struct (ras:extlog_mem_event)": ["guid_t fru_id;8;16;0", "u8 sev;24;1;0"],
     "pointer array": ["void * ptrs[2];8;16;0"],
     # kernels before 3.19 printed every array as char NAME[32], the true size in size:
     "old kernel's array lengths": ["char comm[32];8;16;0", "char rwbs[32];24;8;0", "char args[32];32;24;0"],

@@ -310,7 +310,7 @@ def field_problem(f: Field, *, last: bool = False) -> str | None:
     """Why field ``f`` of a format file cannot be right, or None when it can.
 
     Each check is one a real kernel's format passes, odd ones included: scalars are
-    1, 2, 4 or 8 bytes (a struct any size; the last field 0 bytes, older kernels' spelling
+    1, 2, 4 or 8 bytes (a struct or a typedef we cannot size any size; the last field 0 bytes, older kernels' spelling
     of ``char buf[]``), __data_loc/__rel_loc words 4, a fixed array's size is its length
     times its element's size (word-sized elements: 4 or 8 bytes, 32-bit kernels; char
     arrays: any length, kernels before 3.19 printed every array as ``char NAME[32]`` with
@@ -328,6 +328,8 @@ def field_problem(f: Field, *, last: bool = False) -> str | None:
     if f.array_len is None:
         if f.type.startswith(("struct ", "union ")) or (f.size == 0 and last) or f.size in _INT_CODES:
             return None
+        if _element_sizes(f.type) is None:
+            return None  # a typedef we cannot size is any size: ras:extlog_mem_event's guid_t is 16 bytes
         return f"size {f.size}: a scalar ({f.type}) is 1, 2, 4 or 8 bytes"
     if f.array_len == 0:  # char buf[]: the rest of the record, whatever its size says
         return None
