@@ -457,3 +457,19 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def test_print_fmt_with_a_real_newline_renders_as_libtraceevent():
+    """A print fmt whose string holds a real newline (mmap_lock_*, 9p_protocol_dump)."""
+    import struct
+
+    from tests.unit.test_event_format import fmt_text
+
+    try:
+        lib = LibTraceEvent()
+    except OSError as e:
+        pytest.skip(str(e))
+    text = fmt_text("int x;8;4;1").replace('print fmt: "x"\n', 'print fmt: "first line\nsecond x=%d", REC->x\n')
+    payload = struct.pack("<HBBiI", 77, 0, 0, 1, 5)
+    ours = PrintFormat.parse(parse_event_format(text, "demo")).render(payload, TraceSymbols())
+    assert ours.encode() == lib.render(text, payload) == b"first line\nsecond x=5"

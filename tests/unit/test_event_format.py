@@ -176,3 +176,11 @@ def test_every_format_of_every_fixture_parses():
         reader = TraceDatReader(path)
         for type_id in list(reader.formats):
             assert reader.formats[type_id].id == type_id
+
+
+def test_a_print_fmt_with_a_real_newline_in_its_string_runs_to_the_end():
+    """mmap_lock_* and 9p_protocol_dump print fmts hold a newline inside the quoted string;
+    libtraceevent reads the print fmt's tokens up to the end of the file."""
+    text = fmt_text("int x;8;4;1").replace('print fmt: "x"\n', 'print fmt: "first line\nsecond x=%d", REC->x\n')
+    fmt = parse_event_format(text, "demo")
+    assert fmt.print_fmt == '"first line\nsecond x=%d", REC->x'

@@ -393,7 +393,11 @@ def parse_event_format(text: str, system: str | None = None, *, source: str | No
             except ValueError:
                 raise TraceFormatError(f"bad event ID line {line!r}", path=source) from None
         elif line.startswith("print fmt:"):
-            print_fmt = line[len("print fmt:") :].strip()
+            # the print fmt runs to the end of the file: a string literal may hold real newlines
+            # (mmap_lock_*, 9p_protocol_dump), and libtraceevent reads its tokens up to the end
+            start = re.search(r"^print fmt:", text, re.M).end()  # type: ignore[union-attr]
+            print_fmt = text[start:].strip()
+            break
     if name is None or ev_id is None:
         raise TraceFormatError("event format without a name: or ID: line", path=source)
     try:
