@@ -222,7 +222,13 @@ def at_end(func: Callable) -> Callable:
 
 
 def on_lost(func: Callable[[int, int], Any]) -> Callable:
-    """Call ``func(cpu, count)`` where the ring buffer lost events (count -1: unknown number)."""
+    """Call ``func(cpu, count)`` where the ring buffer lost events.
+
+    Live, a page that only says events were lost before it gets the number the
+    kernel's per-CPU stats counted since (overrun + dropped); ``count`` is -1
+    (unknown) only where nothing says how many: a trace.dat file's page without
+    a count, or stats that had already counted the loss at an earlier call.
+    """
     _current.lost.append(func)
     return func
 

@@ -4,8 +4,10 @@
 ``sys.argv`` (as ``perf script -s`` does), collects what its decorators
 registered (or, for a ``perf script`` script, what its handler names say),
 then feeds the source's chunks to a :class:`~tracewatch.stream.dispatch.Dispatcher`.
-End hooks run on every way out: the end of the input, Ctrl-C, a handler error,
-damaged input; so partial aggregates are always printed.
+End hooks run on every way out: the end of the input, a stop (a live source's
+duration, Ctrl-C, SIGTERM: the handling ends promptly, see
+:meth:`Dispatcher.stop_handling`), a handler error, damaged input; so partial
+aggregates are always printed.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class ScriptRunner:
             self.perf.bind(source.context)
         d = Dispatcher(h.events, h.timers, h.lost, on_error=self.on_error)
         self.dispatcher = d
+        if hasattr(source, "add_stop_listener"):  # live: a stop ends the handling promptly
+            source.add_stop_listener(d.stop_handling)
         d.prepare(source.formats.values())
         previous_recorder = None
         if recorder is not None:

@@ -7,6 +7,11 @@ get their filtered batch; per-event handlers get :class:`Event` objects, all
 types interleaved in time order.  Timers fire on trace time: a chunk is cut at
 every timer deadline, so a timer sees exactly the events before it.
 
+Stopping: :meth:`Dispatcher.stop_handling` (from any thread or a signal handler)
+ends the handling at once, even in the middle of a handler's run of events:
+no handler is called again, and what it would have been given is counted in
+``dropped_at_stop``.
+
 Handler errors: the user's traceback (tracewatch's own frames left out) and the
 event are printed; ``on_error="stop"`` ends the run with :class:`HandlerError`,
 ``"skip"`` goes on with the next event.
@@ -21,6 +26,7 @@ import traceback
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
@@ -82,15 +88,19 @@ class Dispatcher:
         self.events_seen = 0
         self.events_dispatched = 0
         self.lost_events: dict[int, int] = {}
+        #: handler calls not made because the handling was stopped (counted like events_dispatched)
+        self.dropped_at_stop = 0
+        self._stopped = False
         self._routes: dict[int, _Route | None] = {}
         self._has_event_handlers = any(not h.batch for h in self.handlers)
         self._next_fire: list[int | None] = [None] * len(self.timers)
         self.last_ts: int | None = None
         #: trace time of the last event of the chunk being dispatched (set once per chunk)
         self.chunk_end_ts: int | None = None
-        # what is being handled right now, for current_trace_time(): a per-event run (the list
-        # and the iterator map() walks), else the time of a batch's last event or a timer's
-        self._now_run: tuple[list[Any], Any] | None = None
+        # what is being handled right now, for current_trace_time() and stop_handling(): a
+        # per-event run (the list, the iterator map() walks, and where a stop records how many
+        # events it cut off), else the time of a batch's last event or a timer's
+        self._now_run: tuple[list[Any], Any, list[int | None]] | None = None
         self._now_ts: int | None = None
 
     # -- routing ---------------------------------------------------------------
@@ -138,11 +148,35 @@ class Dispatcher:
                 for func, flt in route.batch:
                     b = batch if flt is None else batch.take_(flt.mask(batch))
                     if len(b):
-                        self.events_dispatched += len(b)
                         self._call_batch(func, b)
 
     def wants(self, fmt: EventFormat) -> bool:
         return self.route(fmt) is not None
+
+    # -- stopping --------------------------------------------------------------
+    def stop_handling(self) -> None:
+        """Call no handler again; what they would have been given counts in ``dropped_at_stop``.
+
+        Safe from another thread or a signal handler: a per-event run in
+        progress is cut after the event being handled (its iterator is moved to
+        the end), so a slow handler is not called for the rest of a chunk.
+        """
+        self._stopped = True  # before looking at the run: a run started after this sees it
+        run = self._now_run
+        if run is not None:
+            _cut(run)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def _count_dropped(self, chunk: EventChunk) -> None:
+        """Count the handler calls a chunk would have made (the stop came before it)."""
+        for batch, _pos in chunk.batches(only=self.wants):
+            route = self._routes[batch.format_.id]
+            assert route is not None
+            for _func, flt in route.batch + route.event:
+                self.dropped_at_stop += len(batch) if flt is None else int(flt.mask(batch).sum())
 
     # -- feeding ---------------------------------------------------------------
     def feed(self, chunk: EventChunk) -> None:
@@ -152,13 +186,18 @@ class Dispatcher:
             return
         self.events_seen += n
         self.chunk_end_ts = int(chunk.ts[-1])
-        with self._acting():
-            self._feed(chunk)
+        if self._stopped:
+            self._count_dropped(chunk)
+        else:
+            with self._acting():
+                self._feed(chunk)
         self.last_ts = int(chunk.ts[-1])
 
     def _feed(self, chunk: EventChunk) -> None:
         for cpu, count, _ts in chunk.losses():
             self.lost_events[cpu] = self.lost_events.get(cpu, 0) + max(count, 0)
+            if count == 0:
+                continue  # counted at an earlier mark (see LiveSession._count_losses)
             for f in self.lost_handlers:
                 self._call(f, None, cpu, count)
         # Per-event handlers make a chunk's worth of Event tuples that live until the chunk is
@@ -182,12 +221,16 @@ class Dispatcher:
                 self._next_fire[i] = int(chunk.ts[0]) + t.interval_ns
         start, n, ts = 0, len(chunk), chunk.ts
         while start < n:
+            if self._stopped:
+                self._count_dropped(chunk.slice(start, n))
+                return
             deadline = min(x for x in self._next_fire if x is not None)
             cut = int(np.searchsorted(ts, deadline, side="left"))
             if cut > start:
                 self._dispatch(chunk.slice(start, min(cut, n)))
-            if cut >= n:
-                break
+            if cut >= n or self._stopped:
+                start = min(cut, n)
+                continue
             self._fire_timers(int(ts[cut]))
             start = cut
 
@@ -217,7 +260,6 @@ class Dispatcher:
             for func, flt in route.batch:
                 b = batch if flt is None else batch.take_(flt.mask(batch))
                 if len(b):
-                    self.events_dispatched += len(b)
                     self._call_batch(func, b)
             if not route.event:
                 continue
@@ -241,7 +283,6 @@ class Dispatcher:
             return
         if len(pending) == 1:
             _pos, evs, func = pending[0]
-            self.events_dispatched += len(evs)
             self._run_one(func, evs)
             return
         # several handlers or types: time order across them (registration order on ties).
@@ -249,7 +290,6 @@ class Dispatcher:
         # sequence of runs, each a stretch of one handler's list: no event list is reordered.
         lengths = [len(e) for _p, e, _f in pending]
         total = sum(lengths)
-        self.events_dispatched += total
         order = np.argsort(np.concatenate([p for p, _, _ in pending]), kind="stable")
         hid = np.repeat(np.arange(len(pending), dtype=np.int32), lengths)[order]
         cuts = np.flatnonzero(hid[1:] != hid[:-1]) + 1
@@ -266,7 +306,10 @@ class Dispatcher:
         sizes = np.diff(bounds).tolist()
         owners = hid[bounds[:-1]].tolist()
         cursor = [0] * len(pending)
-        for h, size in zip(owners, sizes):
+        for k, (h, size) in enumerate(zip(owners, sizes)):
+            if self._stopped:  # checked per run: stop_handling cuts the run in progress
+                self.dropped_at_stop += sum(sizes[k:])
+                return
             at = cursor[h]
             cursor[h] = at + size
             _p, evs, func = pending[h]
@@ -275,43 +318,51 @@ class Dispatcher:
     # -- calling user code -----------------------------------------------------
     def _run_one(self, func: Callable, events: list[Any]) -> None:
         """``func(ev)`` for each event, in a C loop (``map``); on an error the policy
-        decides, and the run goes on after the failing event."""
+        decides, and the run goes on after the failing event; a stop cuts it."""
+        self._run(events, lambda it, start: map(func, it), lambda i: func)
+
+    def _run_zipped(self, funcs: list[Callable], events: list[Any]) -> None:
+        """``funcs[i](events[i])`` for each i (handlers interleaved event by event)."""
+        self._run(events, lambda it, start: map(_call_with, funcs if start == 0 else funcs[start:], it),
+                  funcs.__getitem__)
+
+    def _run(self, events: list[Any], calls: Callable[[Any, int], Iterator[Any]],
+             func_at: Callable[[int], Callable]) -> None:
+        """Drive ``calls(iterator over events[start:], start)`` to its end in C; a handler
+        error goes to the policy (and the run resumes after it); a stop ends it, the events
+        not handled counted in ``dropped_at_stop``."""
+        self.events_dispatched += len(events)
         start = 0
         while start < len(events):
             seq = events if start == 0 else events[start:]
             it = iter(seq)
-            self._now_run = (seq, it)
+            cut: list[int | None] = []  # stop_handling puts there how many events it cut off
+            self._now_run = run = (seq, it, cut)
             try:
-                _consume(map(func, it))
+                if self._stopped:  # stopped before the run was published: cut it here
+                    _cut(run)
+                _consume(calls(it, start))
+                if cut:
+                    self._dropped(cut[0])
                 return
             except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
                 raise
             except Exception as e:  # noqa: BLE001 - user code may raise anything
-                # the iterator stands one past the event being handled
-                failed = len(events) - it.__length_hint__() - 1
-                self._handler_failed(func, events[failed], e)
+                # the iterator stands one past the event being handled (or, cut, at the end)
+                left = cut[0] if cut else it.__length_hint__()
+                failed = start + len(seq) - left - 1
+                if cut:
+                    self._dropped(left)
+                self._handler_failed(func_at(failed), events[failed], e)
+                if cut:
+                    return
                 start = failed + 1
             finally:
                 self._now_run = None
 
-    def _run_zipped(self, funcs: list[Callable], events: list[Any]) -> None:
-        """``funcs[i](events[i])`` for each i (handlers interleaved event by event)."""
-        start = 0
-        while start < len(events):
-            seq = events if start == 0 else events[start:]
-            it = iter(seq)
-            self._now_run = (seq, it)
-            try:
-                _consume(map(_call_with, funcs if start == 0 else funcs[start:], it))
-                return
-            except (KeyboardInterrupt, SystemExit, HandlerError, BrokenPipeError):
-                raise
-            except Exception as e:  # noqa: BLE001
-                failed = len(events) - it.__length_hint__() - 1
-                self._handler_failed(funcs[failed], events[failed], e)
-                start = failed + 1
-            finally:
-                self._now_run = None
+    def _dropped(self, n: int | None) -> None:
+        self.dropped_at_stop += n or 0
+        self.events_dispatched -= n or 0
 
     def _call(self, func: Callable, ev: Any, *args: Any) -> None:
         try:
@@ -322,6 +373,10 @@ class Dispatcher:
             self._handler_failed(func, ev, e)
 
     def _call_batch(self, func: Callable, b: Any) -> None:
+        if self._stopped:
+            self.dropped_at_stop += len(b)
+            return
+        self.events_dispatched += len(b)
         self._now_ts = int(b.common_ts[-1])
         try:
             self._call(func, None, b)
@@ -347,8 +402,9 @@ class Dispatcher:
         batch's last event, a timer's deadline; else the end of the chunk (None before any)."""
         run = self._now_run
         if run is not None:
-            events, it = run
-            i = len(events) - it.__length_hint__() - 1  # the iterator stands one past the event
+            events, it, cut = run
+            left = cut[0] if cut else it.__length_hint__()
+            i = len(events) - (left or 0) - 1  # the iterator stands one past the event
             if 0 <= i < len(events):
                 return int(events[i].common_ts)
         if self._now_ts is not None:
@@ -419,3 +475,16 @@ except ImportError:  # 3.10
 
 #: exhausts an iterator in C (the run loops' ``map`` of handlers over events)
 _consume = deque(maxlen=0).extend
+
+
+def _cut(run: tuple[list[Any], Any, list[int | None]]) -> None:
+    """End a per-event run after the event being handled: its iterator is moved to the end,
+    and how many events that left out is appended to its cut list (only the first cut counts).
+
+    Thread-safe without a lock: ``extend`` walks the ``map`` in C, calling two C methods
+    (how many events remain, move to the end), so no bytecode runs in between and
+    the thread walking the run cannot take an event between the count and the move.
+    """
+    seq, it, cut = run
+    cut.extend(map(_call_with, (it.__length_hint__, partial(it.__setstate__, len(seq)))))
+    del cut[1:]  # the move's None, and the counts of later cuts (nothing left by then)

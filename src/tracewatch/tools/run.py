@@ -16,7 +16,8 @@ from typing import Any, Sequence
 from ..cli import run_tool
 from ..errors import CaptureError
 
-__all__ = ["main", "build_parser", "split_double_dash", "add_live_options", "open_live_session"]
+__all__ = ["main", "build_parser", "split_double_dash", "add_live_options", "open_live_session",
+           "live_exit_status", "exit_status_of"]
 
 EXAMPLES = """\
 examples:
@@ -37,11 +38,6 @@ examples:
 """
 
 
-#: per-CPU ring buffer of a live session; the kernel's default (~1.4 MB) overflows within
-#: milliseconds when syscalls are traced on a busy machine
-DEFAULT_BUFFER_KB = 16384
-
-
 def add_live_options(p: argparse.ArgumentParser) -> None:
     """The options every live command shares (run, record, flight, function tools)."""
     g = p.add_argument_group("live tracing")
@@ -49,10 +45,13 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="enable this event too (globs: 'sched:*', 'syscalls:sys_enter_open*'); repeatable")
     g.add_argument("-p", "--pid", dest="pids", action="append", default=[], metavar="PID",
                    help="trace only these pids (comma list or repeat) and their children")
-    g.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    g.add_argument("--buffer-size", type=int, metavar="KB", default=DEFAULT_BUFFER_KB,
-                   help=f"per-CPU ring buffer size in KB (default {DEFAULT_BUFFER_KB}: bursts of a few "
-                        "million events/s for a second are absorbed)")
+    g.add_argument("-d", "--duration", type=float, metavar="SECONDS",
+                   help="stop after this many seconds (as Ctrl-C does: events not handled by then are "
+                        "counted as dropped at stop)")
+    buffer = g.add_argument("--buffer-size", type=int, metavar="KB", default=None,
+                            help="per-CPU ring buffer size in KB (default %(session_default)s: bursts "
+                                 "of a few million events/s for a second are absorbed)")
+    buffer.session_default = _SessionBufferDefault()  # type: ignore[attr-defined]
     g.add_argument("--clock", metavar="CLOCK", help="trace clock (local, global, mono, ...)")
     g.add_argument("--subbuf-size", type=int, metavar="KB", help="ring-buffer sub-buffer (page) size in KB")
     g.add_argument("--mmap", action="store_true",
@@ -65,6 +64,17 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-self-filter", dest="exclude_self", action="store_false",
                    help="trace tracewatch's own threads too (by default they are left out, "
                         "so that its reads of the ring buffers do not show up as syscalls)")
+
+
+class _SessionBufferDefault:
+    """``LiveSession.DEFAULT_BUFFER_KB`` for --help, looked up only when help is printed
+    (argparse formats ``%(name)s`` from the action's attributes): importing the
+    session loads numba, which parsing the options must not pay for."""
+
+    def __str__(self) -> str:
+        from ..sources.session import LiveSession
+
+        return str(LiveSession.DEFAULT_BUFFER_KB)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,8 +209,9 @@ def _start_line(args: argparse.Namespace, session, rest: list[str], extra: str =
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if bool(args.keep) != bool(args.out):
         raise CaptureError("--keep and --out go together (--keep 64M --out DIR)")
+    status = 0
     if args.keep:
-        d = _run_recorded(args, rest)
+        d, status = _run_recorded(args, rest)
     elif args.input:
         runner, source = _open_file(args, rest)
         try:
@@ -214,18 +225,50 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                 print(f"tracewatch: note: {note}", file=sys.stderr)
             print(_start_line(args, session, rest), file=sys.stderr)
             d = runner.run(session)
-            print(session.summary(), file=sys.stderr)
+            print(session.summary(d.dropped_at_stop), file=sys.stderr)
         finally:
             session.close()
-        _command_status(session, rest)
+        status = live_exit_status(session, rest)
     if d.errors:
         print(f"tracewatch: {d.errors} handler error(s) skipped", file=sys.stderr)
-    return 0
+    return status
 
 
-def _command_status(session, rest: list[str]) -> None:
-    if rest and session.command_status:
-        print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
+def exit_status_of(returncode: int) -> int:
+    """A child's ``returncode`` as a shell reports it: 128 + N for a child killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def live_exit_status(session, command: list[str] | None) -> int:
+    """The exit status of a live command that ran to its end (run, record, flight).
+
+    A signal that stopped the run: 128 + N for SIGTERM and SIGHUP, as if it had
+    killed us (the end hooks and the summary ran first); 0 for SIGINT, the
+    usual way to end a system-wide run.  Else the command's status when it
+    ran to its own end and failed (as ``time`` and ``perf stat`` report it),
+    with a line saying so; 0 when the session ended it (duration, Ctrl-C).
+    """
+    import signal
+
+    if session.stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        return 128 + session.stop_signal
+    if not command or session.command_status is None or session.command_ended:
+        return 0
+    status = exit_status_of(session.command_status)
+    if status:
+        how = (f"was killed by {_signal_name(-session.command_status)}" if session.command_status < 0
+               else f"exited with status {session.command_status}")
+        print(f"tracewatch: the command {how}", file=sys.stderr)
+    return status
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _run_recorded(args: argparse.Namespace, rest: list[str]):
@@ -238,7 +281,7 @@ def _run_recorded(args: argparse.Namespace, rest: list[str]):
         runner, source = _open_file(args, rest)
         try:
             rec = FlightRecorder.for_reader(source.reader, args.keep, args.out, script=args.script, **kw)
-            return runner.run(ReplaySource(source, rec), recorder=rec)
+            return runner.run(ReplaySource(source, rec), recorder=rec), 0
         finally:
             source.close()
     from ..recorder.daemon import FlightRun, tune_malloc
@@ -252,15 +295,25 @@ def _run_recorded(args: argparse.Namespace, rest: list[str]):
         extra = f", keeping the newest {rec.ring.keep_bytes >> 20} MiB for dumps to {args.out}"
         print(_start_line(args, session, rest, extra), file=sys.stderr)
         d = run.run()
-        print(session.summary(), file=sys.stderr)
+        print(session.summary(d.dropped_at_stop), file=sys.stderr)
     finally:
         session.close()
-    _command_status(session, rest)
-    return d
+    return d, live_exit_status(session, rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch run``; returns the exit status."""
     own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
-    return run_tool(lambda: _run(args, rest), prog="tracewatch")
+    return run_tool(lambda: interrupted_status(_run, args, rest), prog="tracewatch")
+
+
+def interrupted_status(body, *args: Any) -> int:
+    """``body(*args)``, with a second stop signal (the run abandoned, cleanup done) as
+    exit status 128 + N: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    import signal
+
+    try:
+        return body(*args)
+    except KeyboardInterrupt as e:
+        return 128 + getattr(e, "signum", signal.SIGINT)
