@@ -290,3 +290,18 @@ def test_a_stop_from_another_thread_cuts_a_slow_handler_in_process(load):
     assert d.dropped_at_stop > 0
     assert len(handled) + d.dropped_at_stop == d.events_seen
     assert session.stop_reason == "test"
+
+
+def test_a_command_whose_exec_fails_is_exit_2_not_a_trace_of_the_launcher(tmp_path):
+    """It passes the look-up (an executable file) but the kernel cannot run it."""
+    script = tmp_path / "s.py"
+    script.write_text("from tracewatch import on\n@on('raw_syscalls:sys_enter')\ndef h(ev): pass\n")
+    bogus = tmp_path / "not-a-program"
+    bogus.write_bytes(b"\x00\x01\x02 no shebang, no ELF header\n")
+    bogus.chmod(0o755)
+    run = Run(str(script), "--", str(bogus))
+    rc, _out, err = run.finish()
+    assert rc == 2, err
+    assert err.splitlines()[-1] == f"tracewatch: error: cannot run {str(bogus)!r}: Exec format error", err
+    assert "Traceback" not in err and "events seen" not in err
+    assert kernel_state_of(run.proc.pid) == []

@@ -189,6 +189,7 @@ class LiveSession:
         self.command_status: int | None = None
         self._proc: subprocess.Popen | None = None
         self._gate_w = -1
+        self._gate_ready = -1
         self._taps: list[Callable[[int, np.ndarray], None]] = []
         self._stopping = False
         self.stop_reason: str | None = None
@@ -334,7 +335,9 @@ class LiveSession:
 
         A tiny Python wrapper says it is ready, waits for the go byte, then
         execs the command (subprocess.Popen itself waits for exec, so the
-        wait cannot be done in preexec_fn).
+        wait cannot be done in preexec_fn).  The ready pipe stays open across
+        the wait and closes on exec: :meth:`_release_command` reads it to its
+        end, so an exec that failed is an error, not a trace of the wrapper.
         """
         assert self.command is not None
         go_r, go_w = os.pipe()
@@ -349,19 +352,31 @@ class LiveSession:
         os.close(go_r)
         os.close(ready_w)
         ok = os.read(ready_r, 1)
-        os.close(ready_r)
         self._gate_w = go_w
         if not ok:
+            os.close(ready_r)
             self._proc.wait()
             raise CaptureError(f"cannot start {self.command[0]!r}")
+        self._gate_ready = ready_r
         # the command joins the pids asked for with -p (set_event_pid is one list)
         self.instance.follow_pids([*self.pids, self._proc.pid], children=True)
 
-    def _release_command(self) -> None:
+    def _release_command(self, *, check: bool = False) -> None:
+        """Let the gated command exec; ``check``: wait for the exec and raise CaptureError if it failed."""
         if self._gate_w >= 0:
             os.write(self._gate_w, b"g")
             os.close(self._gate_w)
             self._gate_w = -1
+        if self._gate_ready >= 0:
+            ready, self._gate_ready = self._gate_ready, -1
+            try:
+                why = b"" if not check else os.read(ready, 4096)  # EOF: the exec worked
+            finally:
+                os.close(ready)
+            if why:
+                self._proc.wait()
+                self.command_status = self._proc.returncode
+                raise CaptureError(f"cannot run {self.command[0]!r}: {why.decode(errors='replace')}")
 
     # -- our own threads ----------------------------------------------------
     def _exclude_own_threads(self) -> bool:
@@ -449,7 +464,7 @@ class LiveSession:
             self.source.start()
             if self.duration is not None:
                 self._clock.stop_at(self.source.started_at + self.duration)
-            self._release_command()
+            self._release_command(check=True)
             for batch in self.source.batches():
                 for tap in self._taps:
                     tap(batch.cpu, batch.pages)
@@ -626,16 +641,18 @@ class LiveSession:
         self.close()
 
 
-# The gate: report ready, wait for the go byte, exec the command (or say why not, exit 127).
+# The gate: report ready, wait for the go byte, exec the command; the ready pipe closes on
+# exec, or says why the exec failed (the parent reports it), exit 127.
 _GATE = """
 import os, sys
 go, ready = int(sys.argv[1]), int(sys.argv[2])
-os.write(ready, b"r"); os.close(ready)
+os.write(ready, b"r")
 os.read(go, 1); os.close(go)
+os.set_inheritable(ready, False)
 try:
     os.execvp(sys.argv[3], sys.argv[3:])
 except OSError as e:
-    sys.stderr.write("tracewatch: error: cannot run %s: %s\\n" % (sys.argv[3], e.strerror))
+    os.write(ready, (e.strerror or str(e)).encode())
     sys.exit(127)
 """
 
