@@ -69,9 +69,15 @@ class Run:
         self.proc = subprocess.Popen([sys.executable, "-m", "tracewatch", "run", script, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.err_lines: list[str] = []
+        self.out = ""
         self._tracing = threading.Event()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
+        self._readers = [threading.Thread(target=self._read_stderr, daemon=True),
+                         threading.Thread(target=self._read_stdout, daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    def _read_stdout(self) -> None:
+        self.out = self.proc.stdout.read()
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:
@@ -95,14 +101,18 @@ class Run:
 
     def finish(self) -> tuple[int, str, str]:
         try:
-            out = self.proc.stdout.read()
             rc = self.proc.wait(HANG_GUARD)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)  # its cleanup, then the test fails
+            try:
+                self.proc.wait(HANG_GUARD)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             raise AssertionError(f"the run did not end (hang guard): {self.stderr}") from None
-        self._reader.join(HANG_GUARD)
-        return rc, out, self.stderr
+        for t in self._readers:
+            t.join(HANG_GUARD)
+        return rc, self.out, self.stderr
 
     @property
     def stderr(self) -> str:
@@ -135,8 +145,12 @@ def slow_script(tmp_path: Path) -> str:
     return str(p)
 
 
-def test_a_second_sigint_50ms_after_the_first_exits_130_with_probes_and_instance_removed(load, slow_script):
-    run = Run(slow_script, "-p", str(load.pid), *FOUR_PROBES)
+def test_a_second_sigint_50ms_after_the_first_exits_130_with_probes_and_instance_removed(load, tmp_path):
+    # the end hook takes 10 s: even if the second SIGINT comes late (a loaded machine), the run
+    # is still stopping (handling, or in the hook: an interrupted run still runs its end hooks)
+    script = tmp_path / "slow_end.py"
+    script.write_text(textwrap.dedent(SLOW) + "\n@at_end\ndef slow_end():\n    time.sleep(10)\n")
+    run = Run(str(script), "-p", str(load.pid), *FOUR_PROBES)
     run.wait_tracing()
     assert kernel_state_of(run.proc.pid), "the run should have an instance and probes while it traces"
     run.kill(signal.SIGINT, signal.SIGINT, gap=0.05)

@@ -144,7 +144,8 @@ class LiveSession:
     run, ``command_status`` is the command's exit status (negative: killed by
     that signal) and ``command_ended`` whether the session ended it (a stop
     came first); ``stop_reason`` says what stopped the run (None: the command
-    exited) and ``stop_signal`` which signal did, if one did.
+    exited), ``stop_signal`` which signal did, if one did, and
+    ``interrupted_by`` the second signal, if one came.
     """
 
     live = True
@@ -194,6 +195,7 @@ class LiveSession:
         self._stopping = False
         self.stop_reason: str | None = None
         self.stop_signal: int | None = None
+        self.interrupted_by: int | None = None
         self.stop_grace = stop_grace
         self._stop_listeners: list[Callable[[], None]] = []
         self._listeners_told = False
@@ -307,6 +309,11 @@ class LiveSession:
                 self.stop_reason += f", then {signal.Signals(signum).name}"
                 self._tell_stop_listeners()
             return
+        if self.interrupted_by is None:
+            self.interrupted_by = signum  # kept: code that swallows exceptions may swallow this one
+        src = getattr(self, "source", None)
+        if src is None or src.started_at is None:
+            return  # not tracing yet: the first signal already ends the run before it starts
         raise Interrupted(signum)
 
     # -- set-up helpers ------------------------------------------------------

@@ -242,7 +242,7 @@ def exit_status_of(returncode: int) -> int:
 def live_exit_status(session, command: list[str] | None) -> int:
     """The exit status of a live command that ran to its end (run, record, flight).
 
-    A signal that stopped the run: 128 + N for SIGTERM and SIGHUP, as if it had
+    A second signal: 128 + N.  A signal that stopped the run: 128 + N for SIGTERM and SIGHUP, as if it had
     killed us (the end hooks and the summary ran first); 0 for SIGINT, the
     usual way to end a system-wide run.  Else the command's status when it
     ran to its own end and failed (as ``time`` and ``perf stat`` report it),
@@ -250,6 +250,8 @@ def live_exit_status(session, command: list[str] | None) -> int:
     """
     import signal
 
+    if session.interrupted_by is not None:  # a second signal (its exception may have been swallowed)
+        return 128 + session.interrupted_by
     if session.stop_signal in (signal.SIGTERM, signal.SIGHUP):
         return 128 + session.stop_signal
     if not command or session.command_status is None or session.command_ended:
