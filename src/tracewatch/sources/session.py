@@ -261,9 +261,10 @@ class LiveSession:
         self._holding_signals = False
         if self._held_signals:  # asked to stop while setting up: give up before tracing anything
             signum = self._held_signals[0]
-            self._held_signals.clear()
+            # close() delivers the held signals to the handlers from before the session once
+            # everything is removed: SIGTERM dies of it, SIGINT raises KeyboardInterrupt
             self.close()
-            raise Interrupted(signum)
+            raise Interrupted(signum)  # a handler that ignored it: still no run
 
     # -- signals -------------------------------------------------------------
     def _take_signals(self) -> None:
