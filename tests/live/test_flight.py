@@ -535,3 +535,30 @@ def test_sigkill_leaves_what_cleanup_and_the_next_start_remove(tmp_path, newfsta
     log = fl2.stop()
     assert not second.exists() and f"removed {second}" in log
     assert dat.read_bytes() == whole and _check_dumps(fl.out) == 1
+
+
+SLOW_EACH_SCRIPT = """
+import sys, time
+from tracewatch import on, at_end
+
+@on("sched:sched_switch")
+def slow(ev):
+    time.sleep(1.0)  # one event a second: far behind the stream, but it returns
+
+@at_end
+def done():
+    print("at_end ran", file=sys.stderr, flush=True)
+"""
+
+
+def test_a_stop_cuts_a_slow_handler_and_the_end_hooks_run(tmp_path, newfstatat, load):
+    """A handler that returns, but slowly, is not made to handle every event read before the stop
+    (minutes at 1 s each): the handling is cut after the session's grace, the end hooks run, and
+    the run ends by itself (status 0) instead of being abandoned by the stuck-handler watchdog."""
+    script = _script(tmp_path, SLOW_EACH_SCRIPT)
+    fl = Flight(tmp_path, [str(script), "-e", "sched:sched_switch", "--keep", "512K", "--stop-grace", "60s"])
+    time.sleep(2.0)  # let events pile up behind the slow handler (hundreds of switches a second)
+    fl.signal(signal.SIGTERM)
+    rc, log = fl.exit_status(timeout=55.0)
+    assert rc == 0, log
+    assert "at_end ran" in log and "abandon" not in log, log

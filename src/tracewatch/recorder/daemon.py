@@ -776,6 +776,9 @@ class FlightRun:
         started = False
         try:
             self.dispatcher = self._make_dispatcher(self.handlers, self.runner)
+            # a stop ends the handling after the session's grace, as in `run`: what was read but not
+            # handled is counted (Dispatcher.dropped_at_stop), not handled for minutes by a slow handler
+            session.add_stop_listener(lambda: self.dispatcher is not None and self.dispatcher.stop_handling())
             self._install_signals()
             service.start()
             self.state = "running"
