@@ -42,6 +42,7 @@ from ..kernels.merge import merge_events, merge_kernel, merge_runs_kernel
 from .event_format import EventFormat, HeaderPage, parse_event_format
 from .ring_page import PageDamage, PageIndex, recycler, walk_buffers, walk_pages
 from .symbols import Cmdlines, KernelSymbols, TraceSymbols, parse_printk_formats
+from .timeshift import TimeShift, TimeShiftFormatError
 
 __all__ = [
     "TRACEDAT_MAGIC",
@@ -550,6 +551,8 @@ class TraceDatReader:
             os.close(fd)
         self._data = np.frombuffer(self._map, dtype=np.uint8)
         self.options: dict[str, Any] = {"cpustat": []}
+        #: a guest trace's TIME_SHIFT samples (guest clock -> host clock), applied to the top buffer's times
+        self.time_shift: TimeShift | None = None
         self.buffers: list[BufferInstance] = []
         self._texts: dict[int, tuple[memoryview | bytes, int]] = {}  # v6: section id -> (payload, offset)
         self._section_offsets: dict[int, int] = {}  # v7: section id -> file offset of its header
@@ -698,6 +701,14 @@ class TraceDatReader:
         elif opt == OPT_TSC2NSEC and len(data) >= 16:
             self.options["tsc2nsec"] = (int.from_bytes(data[:4], order), int.from_bytes(data[4:8], order),
                                         int.from_bytes(data[8:16], order))
+        elif opt == OPT_TIME_SHIFT:
+            try:
+                self.time_shift = TimeShift.parse(data, self.little_endian)
+            except TimeShiftFormatError as e:
+                # trace-cmd refuses the file too
+                raise TraceFormatError(str(e), path=self.path, offset=at) from None
+            # kept as it is too, so that a rewrite of the file (TraceMeta.from_reader) keeps it
+            self.options.setdefault("other", []).append((opt, bytes(data)))
         elif opt in (OPT_BUFFER, OPT_BUFFER_TEXT):
             self.buffers.append(self._parse_buffer_option(opt, data, at, v7=v7))
         elif opt in _SECTION_OPTIONS and len(data) >= 8:
@@ -1246,8 +1257,7 @@ class TraceDatReader:
         per_cpu, damage, cut_ts = self._limits(kg)
         merged = self._merge(per_cpu)
         if cut_ts is not None:
-            cut = self._adjust_ts(np.array([cut_ts], dtype=np.uint64))[0]
-            merged = merged.take(np.flatnonzero(merged.ts <= cut))
+            merged = merged.take(np.flatnonzero(merged.ts <= np.uint64(cut_ts)))
         merged.damage = damage
         if damage and not kg:
             err = damage[0]
@@ -1272,7 +1282,8 @@ class TraceDatReader:
         after the last part.  The generator returns the damage list (also when no part came).
         """
         kg = self.keep_going if keep_going is None else keep_going
-        if self.data_bytes <= whole_bytes or "tsc2nsec" in self.options or self.ts_offset:
+        if (self.data_bytes <= whole_bytes or "tsc2nsec" in self.options or self.ts_offset
+                or self._guest_time_shift is not None):
             # small enough to merge at once; or shown times are computed and may wrap, which
             # only the whole merge handles
             try:
@@ -1378,7 +1389,7 @@ class TraceDatReader:
 
     def _limits(self, kg: bool) -> tuple[list[tuple[PageIndex, int]], list[TraceFormatError], int | None]:
         """Walk every CPU; per CPU its walk and how many of its events are kept, the damage
-        found, and (without keep-going, on damage) the raw time after which no event is kept."""
+        found, and (without keep-going, on damage) the shown time after which no event is kept."""
         self._walk_all()
         indexes = [self.cpu_index(cpu) for cpu in range(self.cpus)]
         counts, damage, cut_ts = self._cpu_limits(kg, [_CpuWalk.of_index(idx) for idx in indexes])
@@ -1386,7 +1397,7 @@ class TraceDatReader:
 
     def _cpu_limits(self, kg: bool, walks: list["_CpuWalk"]) -> tuple[list[int], list[TraceFormatError], int | None]:
         """Per CPU how many of its events are kept, the damage found, and (without keep-going,
-        on damage) the raw time after which no event of any CPU is kept."""
+        on damage) the shown (adjusted) time after which no event of any CPU is kept."""
         counts = []
         damage: list[TraceFormatError] = []
         cut_ts: int | None = None
@@ -1397,6 +1408,8 @@ class TraceDatReader:
                 n = dmg[0][0]
                 # the damage happened after this CPU's last good event: keep later events of other CPUs out
                 last = walk.ts_at[n] if n else walk.first_page_ts
+                # compared with shown times: adjusted as this CPU's times are
+                last = int(self._adjust_ts(np.array([last], dtype=np.uint64), cpu=cpu)[0])
                 cut_ts = last if cut_ts is None else min(cut_ts, last)
             damage.extend(e for _, e in dmg)
             counts.append(n)
@@ -1431,7 +1444,7 @@ class TraceDatReader:
                 starts = np.zeros(len(per_cpu), np.int64)
                 np.cumsum([len(idx) for idx, _ in per_cpu[:-1]], out=starts[1:])
             ends = starts + np.array(counts, np.int64)
-            shown = self._adjust_ts(ts)
+            shown = self._adjust_ts(ts, starts=starts)
             if shown is ts or not _sorted_only_before_adjusting(ts, shown, starts, ends):
                 total = sum(counts)
                 cap = total + len(starts)
@@ -1471,7 +1484,7 @@ class TraceDatReader:
             c = busy[0] if busy else 0
             idx, n = per_cpu[c] if per_cpu else (PageIndex.empty(self.page_size), 0)
             raw = idx.ts[:n]
-            shown = self._adjust_ts(raw)
+            shown = self._adjust_ts(raw, cpu=c)
             if shown is raw or not _sorted_only_before_adjusting(raw, shown, np.zeros(1, np.int64),
                                                                  np.full(1, n, np.int64)):
                 return MergedIndex(np.full(n, c, np.int32), shown, idx.offset[:n], idx.length[:n],
@@ -1492,7 +1505,7 @@ class TraceDatReader:
             lost.append(count[at < n])
         lost_at_a, lost_a = np.concatenate(lost_at), np.concatenate(lost)
         raw = ts
-        ts = self._adjust_ts(ts)
+        ts = self._adjust_ts(ts, starts=starts)
         if ts is not raw and _sorted_only_before_adjusting(raw, ts, starts, ends):
             # TSC2NSEC or an offset made a CPU's shown times wrap: a stable sort on them, as before
             sel = np.concatenate([np.arange(s, e) for s, e in zip(starts.tolist(), ends.tolist())])
@@ -1511,8 +1524,29 @@ class TraceDatReader:
                      out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
         return out
 
-    def _adjust_ts(self, ts: np.ndarray) -> np.ndarray:
-        """Timestamps as trace-cmd shows them: TSC to ns when TSC2NSEC says so, plus the file offsets."""
+    @property
+    def _guest_time_shift(self) -> TimeShift | None:
+        """The TIME_SHIFT samples that apply to the buffer read: the top one's only (trace-cmd
+        clears them in the handle of an instance buffer)."""
+        return self.time_shift if self._buffer.name == "" else None
+
+    def _adjust_ts(self, ts: np.ndarray, *, cpu: int | None = None, starts: np.ndarray | None = None) -> np.ndarray:
+        """Timestamps as trace-cmd shows them (timestamp_calc): a guest trace's TIME_SHIFT to host
+        time, then TSC to ns when TSC2NSEC says so, plus the file offsets.
+
+        The time shift depends on the CPU: ``ts`` is one ``cpu``'s times, or every CPU's end to
+        end, CPU ``c``'s from ``starts[c]`` to the next start (the last to the end).
+        """
+        shift = self._guest_time_shift
+        if shift is not None:
+            if starts is None:
+                if cpu is None:
+                    raise ValueError("the time shift of a guest trace needs the CPU of the times")
+                ts = shift.apply(ts, cpu)
+            else:
+                bounds = [int(s) for s in starts] + [len(ts)]
+                ts = np.concatenate([shift.apply(ts[a:b], c) for c, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+                                    or [ts[:0]])
         if "tsc2nsec" in self.options:
             mult, shift, _ = self.options["tsc2nsec"]
             lo = (ts & np.uint64(0xFFFFFFFF)) * np.uint64(mult)
