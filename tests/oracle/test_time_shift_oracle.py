@@ -24,20 +24,32 @@ import pytest
 
 from tracewatch.formats.timeshift import FLAG_INTERPOLATE, TimeShift
 
-#: raw guest times at which the samples were taken (unsorted, one repeated: trace-cmd sorts and drops repeats)
-SAMPLE_TIMES = (2_000_000_000, 1_000_000_000, 3_500_000_000, 2_000_000_000)
+#: raw guest times at which the samples were taken (unsorted: trace-cmd sorts them)
+SAMPLE_TIMES = (2_000_000_000, 1_000_000_000, 3_500_000_000)
 #: event times: before the first sample, at each sample, between them, after the last
-EVENT_TIMES = (500_000_000, 1_000_000_000, 1_234_567_891, 1_999_999_999, 2_000_000_000, 2_000_000_001,
-               2_999_999_999, 3_500_000_000, 4_000_000_123)
-#: per CPU (time, offset, scaling, fraction) samples; CPU 3 of the file is not listed (kept as it is)
-CPU_SAMPLES = [
-    # offset rising then falling (a negative slope rounds as C divides); clock a little slower
-    [(t, o, 1_000_003, 20) for t, o in zip(SAMPLE_TIMES, (10_000_000_777, 10_000_000_000, 9_999_999_001, 1))],
-    # negative offsets, clock a little faster
-    [(t, o, (1 << 20) + 17, 20) for t, o in zip(SAMPLE_TIMES, (-300_000_333, -300_000_000, -299_999_000, 5))],
-    # a single sample: its offset only, its scaling unused
-    [(1_500_000_000, 7_000_000_005, 3, 1)],
-]
+EVENT_TIMES = (500_000_000, 1_000_000_000, 1_234_567_891, 1_999_999_500, 1_999_999_999, 2_000_000_000,
+               2_000_000_001, 2_999_999_999, 3_500_000_000, 4_000_000_123)
+#: where CPU 0's offset steps down (without interpolation): its shown times go back there
+STEP_BACK = (1_999_999_500, 2_000_000_000)
+
+
+def _cpu_samples(flags: int) -> list[list[tuple[int, int, int, int]]]:
+    """Per CPU (time, offset, scaling, fraction) samples; CPU 3 of the file is not listed (kept as it is)."""
+    samples = [
+        # offset rising then falling (a negative slope rounds as C divides); clock a little slower;
+        # a time given twice (the same sample: which copy trace-cmd's qsort keeps is unspecified)
+        [(t, o, 1_000_003, 20) for t, o in zip(SAMPLE_TIMES + SAMPLE_TIMES[:1],
+                                                (10_000_000_000, 10_000_000_777, 9_999_999_001, 10_000_000_000))],
+        # negative offsets, clock a little faster
+        [(t, o, (1 << 20) + 17, 20) for t, o in zip(SAMPLE_TIMES, (-300_000_333, -300_000_000, -299_999_000))],
+    ]
+    # a single sample (its offset only, its scaling unused), chosen so that CPU 2's event at the
+    # step falls between CPU 0's two events around it in host time: where CPU 0 goes back,
+    # trace-cmd's merge still takes each CPU's events in their order
+    before, after = (_reference(t, samples[0], flags) for t in STEP_BACK)
+    offset = (before + after) // 2 - (STEP_BACK[0] + 2)
+    samples.append([(1_500_000_000, offset, 3, 1)])
+    return samples
 
 
 def _time_shift_option(samples: list[list[tuple[int, int, int, int]]], flags: int, *, fractions: bool) -> bytes:
@@ -128,7 +140,7 @@ def test_vectorised_correction_is_trace_cmds_arithmetic(flags: int) -> None:
 def test_short_option_is_refused_as_trace_cmd_refuses_it() -> None:
     from tracewatch.formats.timeshift import TimeShiftFormatError
 
-    whole = _time_shift_option(CPU_SAMPLES, FLAG_INTERPOLATE, fractions=True)
+    whole = _time_shift_option(_cpu_samples(FLAG_INTERPOLATE), FLAG_INTERPOLATE, fractions=True)
     with pytest.raises(TimeShiftFormatError):
         TimeShift.parse(whole[:40], little=True)
     assert TimeShift.parse(whole[:15], little=True) is None  # trace-cmd ignores it
@@ -141,17 +153,9 @@ def _tracewatch_report(path: Path, raw: bool) -> str:
     return done.stdout.decode("utf-8", "surrogateescape")
 
 
-@pytest.mark.oracle
-@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
-@pytest.mark.parametrize("flags,fractions,tsc2nsec,version", [
-    (FLAG_INTERPOLATE, True, False, 6),
-    (0, True, False, 7),
-    (FLAG_INTERPOLATE, True, True, 7),
-    (FLAG_INTERPOLATE, False, False, 6),  # the older option, without fraction bits
-])
-def test_guest_times_match_trace_cmd(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool,
-                                     version: int) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
+def _write_pair(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool, version: int) -> tuple[Path, Path]:
+    """(host file, guest file): the same pages of 4 CPUs, the guest file with a TIME_SHIFT option."""
+    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader
     from tests.oracle.test_raw_fields_oracle import FUNCTION_FORMAT, FUNCTION_KALLSYMS
     from tracewatch.formats.tracedat import OPT_TIME_SHIFT, OPT_TSC2NSEC
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
@@ -161,7 +165,11 @@ def test_guest_times_match_trace_cmd(tmp_path: Path, flags: int, fractions: bool
     if not base_file.exists():
         pytest.skip(f"{base_file} missing")
     base = TraceMeta.from_reader(_reader(base_file))
-    cpus = len(CPU_SAMPLES) + 1
+    samples = _cpu_samples(flags)
+    if not flags:
+        before, after = (_reference(t, samples[0], flags) for t in STEP_BACK)
+        assert before > after  # the premise: CPU 0's host times go back at the step
+    cpus = len(samples) + 1
     pages = {cpu: PageBuilder() for cpu in range(cpus)}
     for cpu, builder in pages.items():
         for n, ts in enumerate(EVENT_TIMES):
@@ -172,14 +180,50 @@ def test_guest_times_match_trace_cmd(tmp_path: Path, flags: int, fractions: bool
     meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
                                cpustats={}, trace_clock="[x86-tsc] local", extra_options=extra)
     compression = "zstd" if version == 7 else None
-    plain = tmp_path / "host.dat"
-    write_tracedat(plain, meta, {cpu: [b.build()] for cpu, b in pages.items()}, version=version,
+    host = tmp_path / "host.dat"
+    write_tracedat(host, meta, {cpu: [b.build()] for cpu, b in pages.items()}, version=version,
                    compression=compression)
     guest = tmp_path / "guest.dat"
-    shift = (OPT_TIME_SHIFT, _time_shift_option(CPU_SAMPLES, flags, fractions=fractions))
+    shift = (OPT_TIME_SHIFT, _time_shift_option(samples, flags, fractions=fractions))
     write_tracedat(guest, dataclasses.replace(meta, extra_options=[*extra, shift]),
                    {cpu: [b.build()] for cpu, b in pages.items()}, version=version, compression=compression)
+    return host, guest
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
+@pytest.mark.parametrize("flags,fractions,tsc2nsec,version", [
+    (FLAG_INTERPOLATE, True, False, 6),
+    (0, True, False, 7),
+    (FLAG_INTERPOLATE, True, True, 7),
+    (FLAG_INTERPOLATE, False, False, 6),  # the older option, without fraction bits
+])
+def test_guest_times_match_trace_cmd(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool,
+                                     version: int) -> None:
+    from tests.oracle.test_print_fmt_oracle import _trace_cmd_text
+
+    host, guest = _write_pair(tmp_path, flags, fractions, tsc2nsec, version)
     for raw in (False, True):
         theirs = _trace_cmd_text(guest, raw)
-        assert theirs != _trace_cmd_text(plain, raw)  # the premise: trace-cmd applied the shift
+        assert theirs != _trace_cmd_text(host, raw)  # the premise: trace-cmd applied the shift
         assert _tracewatch_report(guest, raw) == theirs
+
+
+@pytest.mark.parametrize("flags", [0, FLAG_INTERPOLATE])
+def test_every_merge_path_shows_the_shifted_times(tmp_path: Path, flags: int) -> None:
+    # the per-type index and the merge in parts give index()'s events, times and order
+    from tests.oracle.test_print_fmt_oracle import _reader
+
+    host, guest = _write_pair(tmp_path, flags, True, False, 6)
+    merged = _reader(guest).index()
+    assert not np.array_equal(merged.ts, _reader(host).index().ts)  # the premise
+    typed = _reader(guest).type_index()
+    assert typed.total == len(merged)
+    for k in range(len(typed.type_id)):
+        rows = typed.rows(k)
+        pos = typed.pos[rows]
+        assert np.array_equal(typed.cpu[rows], merged.cpu[pos])
+        assert np.array_equal(typed.ts[rows].astype(np.uint64), merged.ts[pos])
+    parts = list(_reader(guest).merged_parts(3, whole_bytes=0, window_pages=1))
+    assert np.array_equal(np.concatenate([p.ts for p in parts]), merged.ts)
+    assert np.array_equal(np.concatenate([p.cpu for p in parts]), merged.cpu)

@@ -1445,7 +1445,7 @@ class TraceDatReader:
                 np.cumsum([len(idx) for idx, _ in per_cpu[:-1]], out=starts[1:])
             ends = starts + np.array(counts, np.int64)
             shown = self._adjust_ts(ts, starts=starts)
-            if shown is ts or not _sorted_only_before_adjusting(ts, shown, starts, ends):
+            if shown is ts or not self._wrapped_by_adjusting(ts, shown, starts, ends):
                 total = sum(counts)
                 cap = total + len(starts)
                 rc, rs, re = (recycler.empty(cap, np.int64) for _ in range(3))
@@ -1485,7 +1485,7 @@ class TraceDatReader:
             idx, n = per_cpu[c] if per_cpu else (PageIndex.empty(self.page_size), 0)
             raw = idx.ts[:n]
             shown = self._adjust_ts(raw, cpu=c)
-            if shown is raw or not _sorted_only_before_adjusting(raw, shown, np.zeros(1, np.int64),
+            if shown is raw or not self._wrapped_by_adjusting(raw, shown, np.zeros(1, np.int64),
                                                                  np.full(1, n, np.int64)):
                 return MergedIndex(np.full(n, c, np.int32), shown, idx.offset[:n], idx.length[:n],
                                    idx.type_id[:n], idx.missed_before[:n])
@@ -1506,7 +1506,7 @@ class TraceDatReader:
         lost_at_a, lost_a = np.concatenate(lost_at), np.concatenate(lost)
         raw = ts
         ts = self._adjust_ts(ts, starts=starts)
-        if ts is not raw and _sorted_only_before_adjusting(raw, ts, starts, ends):
+        if ts is not raw and self._wrapped_by_adjusting(raw, ts, starts, ends):
             # TSC2NSEC or an offset made a CPU's shown times wrap: a stable sort on them, as before
             sel = np.concatenate([np.arange(s, e) for s, e in zip(starts.tolist(), ends.tolist())])
             o = np.argsort(ts[sel], kind="stable")
@@ -1523,6 +1523,13 @@ class TraceDatReader:
         merge_events(ts, off, ln, ty, starts, ends, lost_at_a, lost_a,
                      out.cpu, out.ts, out.offset, out.length, out.type_id, out.missed_before)
         return out
+
+    def _wrapped_by_adjusting(self, raw: np.ndarray, shown: np.ndarray, starts: np.ndarray,
+                              ends: np.ndarray) -> bool:
+        """Whether TSC2NSEC or an offset made some CPU's shown times wrap (they are then merged by
+        a stable sort).  A guest's time shift can make them step back where its offset drops
+        between samples; trace-cmd still merges each CPU in stream order, as the merge kernel does."""
+        return self._guest_time_shift is None and _sorted_only_before_adjusting(raw, shown, starts, ends)
 
     @property
     def _guest_time_shift(self) -> TimeShift | None:
