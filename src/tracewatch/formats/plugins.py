@@ -13,10 +13,10 @@ Covered (the handlers trace-cmd 3.1.6 with libtraceevent 1.7 uses for the
 events they name): sched_switch, sched_wakeup, sched_wakeup_new (sched plugin),
 kfree, kmalloc, kmalloc_node, kmem_cache_alloc, kmem_cache_alloc_node,
 kmem_cache_free (kmem plugin), hrtimer_start, hrtimer_expire_entry (hrtimer
-plugin), ftrace function, raw_data and kernel_stack (function plugin), kvm_exit
-and kvm_entry (kvm plugin), tlb_flush (tlb plugin).  Not covered yet:
-funcgraph_entry/exit (they look ahead at the next record), func_repeats, the kvm plugin's other events
-(kvm_emulate_insn, kvm_nested_vmexit[_inject], kvmmmu), and the jbd2, mac80211,
+plugin), ftrace function, raw_data and kernel_stack (function plugin), kvm_exit,
+kvm_entry, kvm_emulate_insn, kvm_nested_vmexit[_inject] and the kvmmmu page events
+(kvm plugin), tlb_flush (tlb plugin).  Not covered yet:
+funcgraph_entry/exit (they look ahead at the next record), func_repeats, and the jbd2, mac80211,
 cfg80211, scsi, xen and futex plugins; those events fall back to the print fmt.
 
 Values are read the way libtraceevent reads them: ``tep_read_number`` gives
@@ -104,6 +104,23 @@ def _register_comm(symbols: TraceSymbols, comm: str, pid: int) -> None:
 def _missing_field(name: str) -> str:
     """What ``tep_get_field_val(..., err=1)`` writes for a missing field."""
     return f"<CANT FIND FIELD {name}>"
+
+
+def _field_val(payload: bytes, f: Field | None, name: str, little: bool) -> tuple[int | None, str]:
+    """``tep_get_field_val(..., err=1)``: (the field as an unsigned number, "") or, when the
+    field is missing or not 1, 2, 4 or 8 bytes, (None, what libtraceevent writes then)."""
+    if f is None:
+        return None, _missing_field(name)
+    if f.size not in (1, 2, 4, 8):
+        return None, f" {name}=INVALID"
+    return _read_unsigned(payload, f, little), ""
+
+
+def _num_field_text(payload: bytes, f: Field | None, name: str, little: bool, render: Callable[[int], str]) -> str:
+    """``tep_print_num_field(s, fmt, ..., err=1)``: ``render(value)``, or its own error text."""
+    if f is None or f.size not in (1, 2, 4, 8):
+        return f'CAN\'T FIND FIELD "{name}"'
+    return render(_read_unsigned(payload, f, little))
 
 
 # ---------------------------------------------------------------------------
@@ -393,7 +410,7 @@ class _FunctionPlugin:
 
 
 # ---------------------------------------------------------------------------
-# kvm plugin (kvm_exit, kvm_entry)
+# kvm plugin (kvm_exit, kvm_entry, kvm_emulate_insn, kvm_nested_vmexit[_inject], kvmmmu)
 
 # exit reason numbers -> the names the kvm plugin prints (VMX for isa 1, SVM for isa 2)
 _VMX_EXIT_REASONS = {
@@ -468,11 +485,135 @@ def _kvm_entry(fmt: EventFormat) -> PluginRenderer:
     def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
         little = symbols.little_endian
         # tep_print_num_field(" vcpu %u"): the value as a C unsigned int
-        out = f" vcpu {_read_unsigned(payload, vcpu_f, little) & 0xFFFFFFFF}" if vcpu_f is not None \
-            else _missing_field("vcpu_id")
+        out = _num_field_text(payload, vcpu_f, "vcpu_id", little, lambda v: f" vcpu {v & 0xFFFFFFFF}")
         if rip_f is None:
             return out + _missing_field("rip") + default_text()
         return out + f" rip 0x{_read_unsigned(payload, rip_f, little):x}"
+
+    return render
+
+
+def _kvm_emulate_insn(fmt: EventFormat) -> PluginRenderer:
+    """``CSBASE:RIP: 0f 01 d9`` (`` FAIL`` when it failed): the instruction's bytes in hex,
+    as the plugin prints them when built without udis86 (trace-cmd 3.1.6 here)."""
+    fields = [(name, fmt.field(name)) for name in ("rip", "csbase", "len", "flags", "failed")]
+    insn_f = fmt.field("insn")
+    # the plugin writes into one static buffer: an instruction of length 0 prints the previous one
+    previous = [""]
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        little = symbols.little_endian
+        values = {}
+        for name, f in fields:
+            value, error = _field_val(payload, f, name, little)
+            if value is None:  # the handler fails: the print fmt text follows
+                return error + default_text()
+            values[name] = value
+        if insn_f is None:
+            return _missing_field("insn") + default_text()
+        length = values["len"]
+        if length:
+            start = insn_f.data_span(payload, little)[0]
+            # (past 15 bytes the plugin overflows its buffer: the bytes that follow are shown)
+            code = payload[start : start + length].ljust(length, b"\0")
+            previous[0] = " ".join(f"{b:02x}" for b in code)
+        return (f"{values['csbase']:x}:{values['rip']:x}: {previous[0]}"
+                + (" FAIL" if values["failed"] else ""))
+
+    return render
+
+
+def _kvm_nested_vmexit_inject(fmt: EventFormat, prefix_rip: bool = False) -> PluginRenderer:
+    """``reason NAME info1 .. info2 .. int_info .. int_info_err ..`` (SVM's field names);
+    kvm_nested_vmexit first `` rip ..`` (which kernels since 5.x no longer have: the
+    handler then fails and the print fmt text follows its error)."""
+    rip_f, code_f, isa_f = fmt.field("rip"), fmt.field("exit_code"), fmt.field("isa")
+    numbers = [(label, name, fmt.field(name)) for label, name in (
+        ("info1", "exit_info1"), ("info2", "exit_info2"), ("int_info", "exit_int_info"),
+        ("int_info_err", "exit_int_info_err"))]
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        little = symbols.little_endian
+        out = ""
+        if prefix_rip:
+            rip, error = _field_val(payload, rip_f, "rip", little)
+            if rip is None:
+                return error + default_text()
+            out = f" rip {rip:x}"
+        code, error = _field_val(payload, code_f, "exit_code", little)
+        if code is None:
+            return out + error + default_text()
+        isa = _read_unsigned(payload, isa_f, little) if isa_f is not None and isa_f.size in (1, 2, 4, 8) else 1
+        out += "reason " + _exit_reason(code, isa)
+        for label, name, f in numbers:
+            # " info1 %llx": the value as read (unsigned, the field's size)
+            out += _num_field_text(payload, f, name, little, lambda v, label=label: f" {label} {v:x}")
+        return out
+
+    return render
+
+
+def _kvm_nested_vmexit(fmt: EventFormat) -> PluginRenderer:
+    return _kvm_nested_vmexit_inject(fmt, prefix_rip=True)
+
+
+_MMU_ACCESS = ("---", "--x", "w--", "w-x", "-u-", "-ux", "wu-", "wux")
+
+
+def _kvm_mmu_role_text(payload: bytes, fmt_fields: dict, little: bool) -> tuple[str, bool]:
+    """kvm_mmu_print_role: (text, whether the handler failed).  The role word is read with the
+    plugin's own (old, 2015) bit layout whatever the kernel's; a big-endian file prints the
+    word in hex."""
+    role, error = _field_val(payload, fmt_fields["role"], "role", little)
+    if role is None:
+        return error, True
+    role &= 0xFFFFFFFF
+    if little:  # the file's byte order is this machine's (trace-cmd runs on little-endian x86)
+        def bit(n: int, width: int = 1) -> int:
+            return (role >> n) & ((1 << width) - 1)
+        out = (f"{bit(0, 4)} q{bit(5, 2)}{' direct' if bit(7) else ''} {_MMU_ACCESS[bit(8, 3)]}"
+               f"{' invalid' if bit(11) else ''} {'' if bit(4) else '!'}pae {'' if bit(12) else '!'}nxe "
+               f"{'' if bit(13) else '!'}wp{' smep' if bit(14) else ''}{' smap' if bit(15) else ''}"
+               f"{' smm' if bit(24, 8) else ''}")
+    else:
+        out = f"WORD: {role:08x}"
+    out += _num_field_text(payload, fmt_fields["root_count"], "root_count", little,
+                           lambda v: f" root {v & 0xFFFFFFFF} ")
+    unsync, error = _field_val(payload, fmt_fields["unsync"], "unsync", little)
+    if unsync is None:
+        return out + error, True
+    # the handler ends with "%c" of 0: a NUL, where trace-cmd's printing of the line stops
+    return out + ("unsync" if unsync else "sync"), False
+
+
+def _kvm_mmu_role(fmt: EventFormat) -> PluginRenderer:
+    """kvm_mmu_sync_page, _unsync_page, _zap_page, _prepare_zap_page: the page's role."""
+    fields = {name: fmt.field(name) for name in ("role", "root_count", "unsync")}
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        text, failed = _kvm_mmu_role_text(payload, fields, symbols.little_endian)
+        return text + default_text() if failed else text
+
+    return render
+
+
+def _kvm_mmu_get_page(fmt: EventFormat) -> PluginRenderer:
+    """``new sp gfn 1f2 `` then the role (kvm_mmu_get_page_handler)."""
+    fields = {name: fmt.field(name) for name in ("role", "root_count", "unsync")}
+    created_f, gfn_f = fmt.field("created"), fmt.field("gfn")
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        little = symbols.little_endian
+        created, error = _field_val(payload, created_f, "created", little)
+        if created is None:
+            return error + default_text()
+        out = "new " if created else "existing "
+        gfn, error = _field_val(payload, gfn_f, "gfn", little)
+        if gfn is None:
+            return out + error + default_text()
+        out += f"sp gfn {gfn:x} "
+        text, failed = _kvm_mmu_role_text(payload, fields, little)
+        return out + text + default_text() if failed else out + text
 
     return render
 
@@ -521,6 +662,12 @@ PLUGIN_EVENTS: dict[tuple[str, str], Callable[[EventFormat], PluginRenderer | No
     ("ftrace", "function"): _FunctionPlugin,
     ("kvm", "kvm_exit"): _kvm_exit,
     ("kvm", "kvm_entry"): _kvm_entry,
+    ("kvm", "kvm_emulate_insn"): _kvm_emulate_insn,
+    ("kvm", "kvm_nested_vmexit"): _kvm_nested_vmexit,
+    ("kvm", "kvm_nested_vmexit_inject"): _kvm_nested_vmexit_inject,
+    ("kvmmmu", "kvm_mmu_get_page"): _kvm_mmu_get_page,
+    **{("kvmmmu", name): _kvm_mmu_role for name in ("kvm_mmu_sync_page", "kvm_mmu_unsync_page", "kvm_mmu_zap_page",
+                                                      "kvm_mmu_prepare_zap_page")},
     ("tlb", "tlb_flush"): _tlb_flush,
 }
 
