@@ -15,9 +15,10 @@ kfree, kmalloc, kmalloc_node, kmem_cache_alloc, kmem_cache_alloc_node,
 kmem_cache_free (kmem plugin), hrtimer_start, hrtimer_expire_entry (hrtimer
 plugin), ftrace function, raw_data and kernel_stack (function plugin), kvm_exit,
 kvm_entry, kvm_emulate_insn, kvm_nested_vmexit[_inject] and the kvmmmu page events
-(kvm plugin), tlb_flush (tlb plugin).  Not covered yet:
-funcgraph_entry/exit (they look ahead at the next record), func_repeats, and the jbd2, mac80211,
-cfg80211, scsi, xen and futex plugins; those events fall back to the print fmt.
+(kvm plugin), tlb_flush (tlb plugin), sys_enter_futex (futex plugin).  Not covered yet:
+funcgraph_entry/exit (they look ahead at the next record), func_repeats (it prints the
+time of the first repeat: the renderers are not given the record's time), and the jbd2,
+mac80211, cfg80211, scsi and xen plugins; those events fall back to the print fmt.
 
 Values are read the way libtraceevent reads them: ``tep_read_number`` gives
 the field as an unsigned number of its size, and the handlers' ``%lld`` /
@@ -619,6 +620,63 @@ def _kvm_mmu_get_page(fmt: EventFormat) -> PluginRenderer:
 
 
 # ---------------------------------------------------------------------------
+# futex plugin (syscalls:sys_enter_futex)
+
+_FUTEX_PRIVATE_FLAG, _FUTEX_CLOCK_REALTIME = 128, 256
+# per command: its name, then how val, utime (or val2), uaddr2 and val3 print (None: not printed)
+_HEX, _DEC = "0x{:08x}", "{}"
+_FUTEX_OPS = (
+    ("FUTEX_WAIT", ("val", _HEX), ("utime", _HEX), None, None),
+    ("FUTEX_WAKE", ("val", _DEC), None, None, None),
+    ("FUTEX_FD", ("val", _DEC), None, None, None),
+    ("FUTEX_REQUEUE", ("val", _DEC), ("val2", _DEC), ("uaddr2", _HEX), None),
+    ("FUTEX_CMP_REQUEUE", ("val", _DEC), ("val2", _DEC), ("uaddr2", _HEX), ("val3", _HEX)),
+    ("FUTEX_WAKE_OP", ("val", _DEC), ("val2", _DEC), ("uaddr2", _HEX), ("val3", _HEX)),
+    ("FUTEX_LOCK_PI", None, ("utime", _HEX), None, None),
+    ("FUTEX_UNLOCK_PI", None, None, None, None),
+    ("FUTEX_TRYLOCK_PI", None, None, None, None),
+    ("FUTEX_WAIT_BITSET", ("val", _HEX), ("utime", _HEX), None, ("val3", _HEX)),
+    ("FUTEX_WAKE_BITSET", ("val", _DEC), None, None, ("val3", _HEX)),
+    ("FUTEX_WAIT_REQUEUE_PI", ("val", _HEX), ("utime", _HEX), ("uaddr2", _HEX), ("val3", _HEX)),
+    ("FUTEX_CMP_REQUEUE_PI", ("val", _DEC), ("val2", _DEC), ("uaddr2", _HEX), ("val3", _HEX)),
+)
+
+
+def _sys_enter_futex(fmt: EventFormat) -> PluginRenderer:
+    """``op=FUTEX_WAKE|FUTEX_PRIVATE_FLAG uaddr=0x.. val=1``: the command by name and the
+    arguments it uses; an unknown command prints the print fmt."""
+    names = ("uaddr", "op", "val", "utime", "uaddr2", "val3")
+    fields = [(name, fmt.field(name)) for name in names]
+
+    def render(payload: bytes, symbols: TraceSymbols, default_text: EventText) -> str:
+        little = symbols.little_endian
+        args = {}
+        for name, f in fields:
+            value, error = _field_val(payload, f, name, little)
+            if value is None:  # the handler gives up: the print fmt text follows
+                return error + default_text()
+            args[name] = value
+        op = args["op"]
+        cmd = op & ~(_FUTEX_PRIVATE_FLAG | _FUTEX_CLOCK_REALTIME)
+        if cmd >= len(_FUTEX_OPS):
+            return default_text()
+        name, *shown = _FUTEX_OPS[cmd]
+        out = "op=" + name
+        if op & _FUTEX_PRIVATE_FLAG:
+            out += "|FUTEX_PRIVATE_FLAG"
+        if op & _FUTEX_CLOCK_REALTIME:
+            out += "|FUTEX_CLOCK_REALTIME"
+        out += f" uaddr=0x{args['uaddr']:08x}"
+        for arg, how in zip(("val", "utime", "uaddr2", "val3"), shown):
+            if how is not None:
+                label, number = how
+                out += f" {label}=" + number.format(args[arg])
+        return out
+
+    return render
+
+
+# ---------------------------------------------------------------------------
 # tlb plugin
 
 _TLB_FLUSH_REASONS = {0: "flush on task switch", 1: "remote shootdown", 2: "local shootdown",
@@ -669,6 +727,7 @@ PLUGIN_EVENTS: dict[tuple[str, str], Callable[[EventFormat], PluginRenderer | No
     **{("kvmmmu", name): _kvm_mmu_role for name in ("kvm_mmu_sync_page", "kvm_mmu_unsync_page", "kvm_mmu_zap_page",
                                                       "kvm_mmu_prepare_zap_page")},
     ("tlb", "tlb_flush"): _tlb_flush,
+    ("syscalls", "sys_enter_futex"): _sys_enter_futex,
 }
 
 
