@@ -35,7 +35,8 @@ EMULATE_INSN = _format("kvm_emulate_insn", 902, """\tfield:__u64 rip;\toffset:8;
      '__print_symbolic(REC->flags, { 0, "real" }, { (1 << 0) | (1 << 3), "prot64" }), '
      'REC->failed ? " failed" : ""')
 
-NESTED_VMEXIT_INJECT = _format("kvm_nested_vmexit_inject", 903, """\tfield:__u32 exit_code;\toffset:8;\tsize:4;\tsigned:0;
+NESTED_VMEXIT_INJECT = _format("kvm_nested_vmexit_inject", 903, """\
+\tfield:__u32 exit_code;\toffset:8;\tsize:4;\tsigned:0;
 \tfield:__u64 exit_info1;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:__u64 exit_info2;\toffset:24;\tsize:8;\tsigned:0;
 \tfield:__u32 exit_int_info;\toffset:32;\tsize:4;\tsigned:0;
@@ -46,7 +47,8 @@ NESTED_VMEXIT_INJECT = _format("kvm_nested_vmexit_inject", 903, """\tfield:__u32
      '__print_symbolic(REC->exit_code, { 0x07c, "msr" }), REC->exit_info1, REC->exit_info2, REC->exit_int_info, '
      'REC->exit_int_info_err')
 
-NESTED_VMEXIT_NEW = _format("kvm_nested_vmexit", 904, """\tfield:unsigned int exit_reason;\toffset:8;\tsize:4;\tsigned:0;
+NESTED_VMEXIT_NEW = _format("kvm_nested_vmexit", 904, """\
+\tfield:unsigned int exit_reason;\toffset:8;\tsize:4;\tsigned:0;
 \tfield:unsigned long guest_rip;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:u32 isa;\toffset:24;\tsize:4;\tsigned:0;
 \tfield:u64 info1;\toffset:32;\tsize:8;\tsigned:0;
