@@ -14,11 +14,10 @@ import fnmatch
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from ..errors import CaptureError
+from ..errors import CaptureError, UsageError
 from ..formats.event_format import EventFormat
 from ..sources.uprobes import (
     DEFAULT_MAX_PROBES,
@@ -29,8 +28,9 @@ from ..sources.uprobes import (
     parse_probe_spec,
     process_threads,
 )
+from ._command import tool_main
 
-__all__ = ["add_common_options", "parse_tool_args", "FuncTrace", "open_functrace"]
+__all__ = ["add_common_options", "functrace_main", "FuncTrace", "open_functrace"]
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -42,20 +42,18 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                    help=f"refuse patterns that need more probes than this (default {DEFAULT_MAX_PROBES})")
 
 
-def parse_tool_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse ``argv``, keeping what follows ``--`` as the command to run."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, command = argv[:i], argv[i + 1 :]
-    args = parser.parse_args(argv)
-    args.command = command or None
-    if args.command and args.pid is not None:
-        parser.error("give -p PID or -- COMMAND, not both")
-    if args.input and args.command:
-        parser.error("-i FILE reads a recording; it cannot run a command")
-    return args
+def functrace_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None],
+                   argv: Sequence[str] | None) -> int:
+    """``main`` of a function tool: what follows ``--`` is the command to trace (``args.command``)."""
+
+    def checked(args: argparse.Namespace) -> int | None:
+        if args.command and args.pid is not None:
+            raise UsageError("give -p PID or -- COMMAND, not both")
+        if args.input and args.command:
+            raise UsageError("-i FILE reads a recording; it cannot run a command")
+        return body(args)
+
+    return tool_main(parser, checked, argv, command=True)
 
 
 @dataclass
@@ -131,7 +129,7 @@ def _open_live(args: argparse.Namespace, parsed: list[ProbeSpec], *, both: bool)
     pids = process_threads(args.pid) if args.pid is not None else None
     # no buffer size: LiveSession's default, the one `run` uses too (the kernel's ~1.4 MB per CPU
     # loses events of busy functions)
-    session = LiveSession([], pids=pids, command=args.command, duration=args.duration, setup=probes.install)
+    session = LiveSession([], pids=pids, command=args.command or None, duration=args.duration, setup=probes.install)
     try:
         functions = probes.functions
         index = {f: i for i, f in enumerate(functions)}

@@ -11,29 +11,25 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..cli import run_tool
 from ..script.calltree import CallGraph
-from ._functrace import add_common_options, open_functrace, parse_tool_args, start_line
+from ._command import tool_parser
+from ._functrace import add_common_options, functrace_main, open_functrace, start_line
 
 __all__ = ["main", "build_parser", "trace_calls"]
 
 EXAMPLES = """\
 examples:
-  tracewatch calls './prog:*' -- ./prog            # every function of ./prog, one tree per thread
+  tracewatch calls './prog:*' -- ./prog   # ./prog's functions, per thread
   tracewatch calls 'libc:malloc' 'libc:free' -p 181 -d 2
-                                                   # malloc and free calls of process 181 for 2 s
-  tracewatch calls --stream 'work_*' -p 181        # print lines as they happen, thread id first
-  tracewatch calls 'work_*' -i trace.dat           # the tree of a recording's probe events
+                                          # malloc and free of pid 181 for 2 s
+  tracewatch calls --stream 'work_*' -p 181
+                                          # lines as they happen, thread first
+  tracewatch calls 'work_*' -i trace.dat  # the tree of a recording's probes
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch calls",
-        description="Print the calls of user-space functions (uprobes) as an indented tree per thread.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("calls", "Print the calls of user-space functions (uprobes)\nas an indented tree per thread.", EXAMPLES)
     p.add_argument("pattern", nargs="+", metavar="FUNC-PATTERN",
                    help="[LIBRARY:]FUNCTION, globs allowed (./prog:*, libc:malloc)")
     p.add_argument("--stream", action="store_true",
@@ -85,5 +81,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch calls``; returns the exit status."""
-    args = parse_tool_args(build_parser(), argv)
-    return run_tool(lambda: _run(args), prog="tracewatch")
+    return functrace_main(build_parser(), _run, argv)

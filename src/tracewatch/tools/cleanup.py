@@ -14,50 +14,52 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..cli import run_tool
+from ._command import tool_main, tool_parser
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 EXAMPLES = """\
 examples:
   tracewatch cleanup                    # remove what killed runs left
-  tracewatch cleanup --out /var/lib/fr  # also unfinished dumps in a flight recorder's --out DIR
+  tracewatch cleanup --out /var/lib/fr  # and unfinished dumps in a --out DIR
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``tracewatch cleanup``."""
-    p = argparse.ArgumentParser(prog="tracewatch cleanup", description=__doc__.splitlines()[0],
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = tool_parser("cleanup", "Remove tracefs instances, uprobes and unfinished dumps\nleft by tracewatch runs that were killed.", EXAMPLES)
     p.add_argument("--out", action="append", default=[], metavar="DIR",
                    help="a dump directory (flight --out) to remove unfinished dumps from (repeatable); "
                         "left alone while a running recorder writes there")
     p.add_argument("--no-tracefs", action="store_true",
                    help="only the dump directories: leave tracefs alone (no root needed)")
-    args = p.parse_args(argv)
+    return p
 
-    def body() -> int:
-        from ..recorder.dump import DumpDir, cleanup_dead_dump_dirs
 
-        removed: list[str] = []
-        for out in args.out:
-            d = DumpDir(out, create=False)
-            try:
-                if d.shared_with is not None:
-                    print(f"tracewatch: {out}: a running recorder (pid {d.shared_with}) writes here; "
-                          "its files are left alone", file=sys.stderr)
-                removed += d.swept or []
-            finally:
-                d.close()
-        removed += cleanup_dead_dump_dirs()
-        if not args.no_tracefs:
-            from ..sources.tracefs import TraceFS
+def _cleanup(args: argparse.Namespace) -> int:
+    from ..recorder.dump import DumpDir, cleanup_dead_dump_dirs
 
-            removed += TraceFS().cleanup_stale()
-        for what in removed:
-            print(f"removed {what}")
-        if not removed:
-            print("nothing to clean up", file=sys.stderr)
-        return 0
+    removed: list[str] = []
+    for out in args.out:
+        d = DumpDir(out, create=False)
+        try:
+            if d.shared_with is not None:
+                print(f"tracewatch: {out}: a running recorder (pid {d.shared_with}) writes here; "
+                      "its files are left alone", file=sys.stderr)
+            removed += d.swept or []
+        finally:
+            d.close()
+    removed += cleanup_dead_dump_dirs()
+    if not args.no_tracefs:
+        from ..sources.tracefs import TraceFS
 
-    return run_tool(body, prog="tracewatch")
+        removed += TraceFS().cleanup_stale()
+    for what in removed:
+        print(f"removed {what}")
+    if not removed:
+        print("nothing to clean up", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tracewatch cleanup``."""
+    return tool_main(build_parser(), _cleanup, argv)

@@ -12,29 +12,25 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cli import run_tool
-from ._functrace import add_common_options, open_functrace, parse_tool_args, start_line
+from ._command import tool_parser
+from ._functrace import add_common_options, functrace_main, open_functrace, start_line
 
 __all__ = ["main", "build_parser", "count_calls"]
 
 EXAMPLES = """\
 examples:
-  tracewatch funccount 'libc:malloc' -p 181        # calls of malloc in process 181, Ctrl-C to end
-  tracewatch funccount 'libc:str*' -d 5            # every libc function starting "str", for 5 s
-  tracewatch funccount 'work_*' -- ./prog          # functions of ./prog matching work_*, while it runs
+  tracewatch funccount 'libc:malloc' -p 181  # malloc calls of process 181
+  tracewatch funccount 'libc:str*' -d 5      # libc functions "str*", for 5 s
+  tracewatch funccount 'work_*' -- ./prog    # ./prog's work_* while it runs
   tracewatch funccount '/usr/bin/python3:_PyEval_*' -p 181
-                                                   # a program by path
-  tracewatch funccount 'libc:malloc' -i trace.dat  # count the malloc probe events of a recording
+                                             # a program by path
+  tracewatch funccount 'libc:malloc' -i trace.dat
+                                             # the malloc probes of a recording
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch funccount",
-        description="Count calls of user-space functions (uprobes), per function.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("funccount", "Count calls of user-space functions (uprobes), per function.", EXAMPLES)
     p.add_argument("pattern", nargs="+", metavar="PATTERN",
                    help="[LIBRARY:]FUNCTION, globs allowed (libc:malloc, ./prog:work_*)")
     add_common_options(p)
@@ -78,5 +74,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch funccount``; returns the exit status."""
-    args = parse_tool_args(build_parser(), argv)
-    return run_tool(lambda: _run(args), prog="tracewatch")
+    return functrace_main(build_parser(), _run, argv)

@@ -14,20 +14,20 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cli import run_tool
 from ..script.histogram import Hist
 from ..script.pairing import Pairing
-from ._functrace import add_common_options, open_functrace, parse_tool_args, start_line
+from ._command import tool_parser
+from ._functrace import add_common_options, functrace_main, open_functrace, start_line
 
 __all__ = ["main", "build_parser", "measure_latency", "summary_line", "UNITS"]
 
 EXAMPLES = """\
 examples:
-  tracewatch funclatency 'libc:malloc' -p 181      # malloc latency in process 181, in ns
-  tracewatch funclatency -u 'libc:read' -d 10      # read() in microseconds, for 10 s
-  tracewatch funclatency -m 'slow_*' -- ./prog     # functions of ./prog, milliseconds
+  tracewatch funclatency 'libc:malloc' -p 181  # malloc latency of pid 181, ns
+  tracewatch funclatency -u 'libc:read' -d 10  # read() in microseconds, 10 s
+  tracewatch funclatency -m 'slow_*' -- ./prog # ./prog's slow_*, milliseconds
   tracewatch funclatency 'libc:malloc' -i trace.dat
-                                                   # from a recording with entry and return probes
+                                  # a recording with entry and return probes
 """
 
 #: unit name -> ns per unit (bcc's nsecs/usecs/msecs)
@@ -35,12 +35,7 @@ UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1_000_000}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch funclatency",
-        description="Time user-space function calls (uprobes) and print a log2 histogram.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("funclatency", "Time user-space function calls (uprobes) and print a log2 histogram.", EXAMPLES)
     p.add_argument("pattern", nargs="+", metavar="FUNC",
                    help="[LIBRARY:]FUNCTION, globs allowed (libc:malloc, ./prog:slow_*)")
     unit = p.add_mutually_exclusive_group()
@@ -157,5 +152,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch funclatency``; returns the exit status."""
-    args = parse_tool_args(build_parser(), argv)
-    return run_tool(lambda: _run(args), prog="tracewatch")
+    return functrace_main(build_parser(), _run, argv)

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..cli import run_tool
 from ..errors import CaptureError
+from ._command import tool_main, tool_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -21,8 +21,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracewatch list", description="List trace events.", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser("list", "List trace events.", EXAMPLES)
     p.add_argument("glob", nargs="*", default=["*"], help="event globs (default: all)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each event's fields")
     p.add_argument("-i", "--input", metavar="FILE", help="list the events of a trace.dat file instead")
@@ -80,5 +79,4 @@ def _list(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch list``."""
-    args = build_parser().parse_args(argv)
-    return run_tool(lambda: _list(args), prog="tracewatch")
+    return tool_main(build_parser(), _list, argv)

@@ -33,17 +33,18 @@ __all__ = ["main", "build_parser"]
 
 EXAMPLES = """\
 examples:
-  tracewatch record -e 'sched:*' -o sched.dat -d 5      # 5 seconds of scheduler events
-  tracewatch record -e raw_syscalls -o ls.dat -- ls -l  # ls's syscalls, from its start to its end
+  tracewatch record -e 'sched:*' -o sched.dat -d 5   # 5 s of scheduler events
+  tracewatch record -e raw_syscalls -o ls.dat -- ls -l
+                                      # ls's syscalls, from its start to end
   tracewatch record -e 'sched:sched_switch' -p 1234 -o x.dat
-                                                       # only pid 1234 (and its children)
-  tracewatch record -P 'libc:malloc(size=arg1)' -P 'r:libc:malloc' -o m.dat -- ./prog
-                                                       # function probes (uprobes) on ./prog's mallocs
+                                      # only pid 1234 (and its children)
+  tracewatch record -P 'libc:malloc(size=arg1)' -P 'r:libc:malloc' \\
+      -o m.dat -- ./prog              # function probes on ./prog's mallocs
   tracewatch record -e 'irq:*' -o irq.dat --file-version 7 --compression zstd
-                                                       # a compressed version-7 file
+                                      # a compressed version-7 file
   tracewatch record -e 'sched:*' -o shared.dat --mode 0644
-                                                       # readable by everyone (default 0600)
-  tracewatch report sched.dat                          # read it back (or trace-cmd report)
+                                      # readable by everyone (default 0600)
+  tracewatch report sched.dat         # read it back (or trace-cmd report)
 """
 
 #: Signals that end a recording the way Ctrl-C does (SIGINT is the session's own).

@@ -9,42 +9,36 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
-from typing import IO, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..cli import run_tool
-from ..errors import TraceFormatError, TracewatchError
-from ..export.report_text import ReportFormatter
-from ..formats.event_format import EventFormat, field_value
+from ..errors import TraceFormatError, UsageError
+from ..export.tracedat_report import json_lines, lost_summary, report_chunks, write_chunks, write_lines
+from ..formats.event_format import EventFormat
 from ..formats import tracedat
-from ..formats.tracedat import MergedIndex, TraceDatReader
+from ..formats.tracedat import MergedIndex
 from ..sources.file import check_event_patterns, open_reader, short_records
+from ._command import tool_main, tool_parser
 
 __all__ = ["main", "build_parser"]
 
 EXAMPLES = """\
 examples:
-  tracewatch report trace.dat                 # every event, as trace-cmd report prints it
-  tracewatch report --raw trace.dat           # field=value form, as trace-cmd report -R
-  tracewatch report --cpu 1 trace.dat         # only CPU 1
+  tracewatch report trace.dat           # every event, as trace-cmd report does
+  tracewatch report --raw trace.dat     # field=value (trace-cmd report -R)
+  tracewatch report --cpu 1 trace.dat   # only CPU 1
   tracewatch report --events 'sched:*' trace.dat
-                                              # only the sched events (globs, comma lists)
+                                        # only the sched events (globs, commas)
   tracewatch report --json trace.dat | jq .   # one JSON object per event
-  tracewatch report --keep-going bad.dat      # skip damaged pages instead of stopping
-  zstdcat trace.dat.zst | tracewatch report - # standard input (or /dev/stdin, any pipe)
+  tracewatch report --keep-going bad.dat      # skip damaged pages, go on
+  zstdcat trace.dat.zst | tracewatch report - # standard input (any pipe)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch report",
-        description="Print the events of a trace-cmd trace.dat file in time order.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("report", "Print the events of a trace-cmd trace.dat file in time order.", EXAMPLES)
     p.add_argument("file", nargs="?", help="trace.dat file, '-' for standard input (default: trace.dat)")
     p.add_argument("-i", dest="input", metavar="FILE", help="trace.dat file (as trace-cmd report -i; '-': stdin)")
     p.add_argument("-R", "--raw", action="store_true", help="print fields as field=value (trace-cmd report -R)")
@@ -73,7 +67,7 @@ def _cpus(values: list[str] | None) -> set[int] | None:
                 else:
                     out.add(int(part))
             except ValueError:
-                raise TraceFormatError(f"--cpu: not a CPU number: {part!r}") from None
+                raise UsageError(f"--cpu: not a CPU number: {part!r}") from None
     return out
 
 
@@ -118,96 +112,6 @@ def select(index: MergedIndex, formats: dict[int, EventFormat], cpus: set[int] |
     return out
 
 
-def report_chunks(reader: TraceDatReader, index: MergedIndex | Iterable[MergedIndex], *, raw: bool
-                  ) -> Iterator[list[str]]:
-    """The report lines of the events in ``index`` (no newlines), a list per run of events;
-    ``index`` may also be the successive parts of one merged order (``merged_parts``)."""
-    formatter = ReportFormatter(reader.symbols, reader.formats, raw=raw,
-                                in_usecs=reader.timestamps_in_usecs)
-    formats = reader.formats
-    buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
-    # C's %s on a char buf[] without NUL reads on into the page: those records get the page's rest
-    trailing = {i for i, f in formats.items() if any(fl.array_len == 0 for fl in f.fields)}
-    for part in [index] if isinstance(index, MergedIndex) else index:
-        # one formatter for every part: what it learns as the report goes carries over
-        yield from formatter.index_lines(buffers, part, page_size=reader.page_size, tail_types=trailing)
-
-
-def report_lines(reader: TraceDatReader, index: MergedIndex, *, raw: bool) -> Iterator[str]:
-    """The report lines of the events in ``index`` (no newlines)."""
-    for chunk in report_chunks(reader, index, raw=raw):
-        yield from chunk
-
-
-def json_lines(reader: TraceDatReader, index: MergedIndex | Iterable[MergedIndex]) -> Iterator[str]:
-    """One JSON object per event: name, system, metadata (common_*), then the fields."""
-    for part in [index] if isinstance(index, MergedIndex) else index:
-        yield from _json_lines(reader, part)
-
-
-def _json_lines(reader: TraceDatReader, index: MergedIndex) -> Iterator[str]:
-    formats = reader.formats
-    buffers = [reader.cpu_buffer(c)[0] for c in range(reader.cpus)]
-    little = reader.little_endian
-    cmdlines = reader.symbols.cmdlines.by_pid
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    for cpu, ts, off, ln, ty in zip(index.cpu.tolist(), index.ts.tolist(), index.offset.tolist(),
-                                    index.length.tolist(), index.type_id.tolist()):
-        fmt = formats.get(ty)
-        payload = buffers[cpu][off : off + ln].tobytes()
-        obj: dict[str, object] = {}
-        if fmt is None:
-            obj.update(event=f"unknown:{ty}", common_type=ty)
-        else:
-            obj["event"] = f"{fmt.system}:{fmt.name}"
-        obj["common_ts"] = ts
-        obj["common_cpu"] = cpu
-        if fmt is not None:
-            for f in fmt.fields:
-                obj[f.name] = field_value(f, payload, little)
-            pid = obj.get("common_pid", 0)
-            obj["common_comm"] = "<idle>" if pid == 0 else cmdlines.get(pid, "<...>")  # type: ignore[arg-type]
-        yield dumps(obj)
-
-
-def write_lines(lines: Iterator[str], out: IO[bytes], chunk: int = 4096) -> None:
-    """Write lines to a binary stream in chunks; surrogate escapes become their original bytes."""
-    buf: list[str] = []
-    for text in lines:
-        buf.append(text)
-        if len(buf) >= chunk:
-            buf.append("")
-            out.write("\n".join(buf).encode("utf-8", "surrogateescape"))
-            buf.clear()
-    if buf:
-        buf.append("")
-        out.write("\n".join(buf).encode("utf-8", "surrogateescape"))
-
-
-def write_chunks(chunks: Iterator[list[str]], out: IO[bytes]) -> None:
-    """Write lists of lines to a binary stream, a list at a time (surrogate escapes: their bytes)."""
-    for lines in chunks:
-        if lines:
-            lines.append("")
-            out.write("\n".join(lines).encode("utf-8", "surrogateescape"))
-
-
-def lost_summary(reader: TraceDatReader, index: MergedIndex | np.ndarray) -> str:
-    """The per-CPU table of events shown and lost; ``index`` may be the shown events' counts per CPU."""
-    rows = ["CPU  events      lost  pages-with-loss"]
-    lost = reader.lost_events()
-    if isinstance(index, np.ndarray):
-        counts = index
-    else:
-        counts = np.bincount(index.cpu, minlength=reader.cpus) if len(index) else np.zeros(reader.cpus, int)
-    for cpu in range(reader.cpus):
-        le = lost.get(cpu)
-        n_lost = "?" if le is None else (f"{le.lost}+?" if le.unknown_pages else str(le.lost))
-        pages = 0 if le is None else le.pages_with_loss
-        rows.append(f"{cpu:>3}  {int(counts[cpu]):>6}  {n_lost:>8}  {pages:>15}")
-    return "\n".join(rows)
-
-
 #: files with more bytes of event pages are merged a window of pages at a time (memory bounded),
 #: of WINDOW_PAGES pages per CPU; either way printed in parts of PART_EVENTS events
 WHOLE_MERGE_BYTES = tracedat.WHOLE_MERGE_BYTES
@@ -220,7 +124,7 @@ def _report(args: argparse.Namespace) -> int:
     reader = open_reader(path)
     cpus, match = _cpus(args.cpu), event_matcher(args.events)
     if cpus is not None and max(cpus) >= reader.cpus:  # else an empty report that looks like an idle CPU
-        raise TracewatchError(f"--cpu {max(cpus)}: {path} has CPUs 0-{reader.cpus - 1}")
+        raise UsageError(f"--cpu {max(cpus)}: {path} has CPUs 0-{reader.cpus - 1}")
     # a misspelt --events glob is an error, as in a live run; one the recording left out, a note
     for note in check_event_patterns(path, event_globs(args.events), reader.formats):
         print(f"tracewatch: note: {note}", file=sys.stderr)
@@ -278,5 +182,4 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch report``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return run_tool(lambda: _report(args), prog="tracewatch")
+    return tool_main(build_parser(), _report, argv)

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Sequence
 
-from ..cli import run_tool
+from ._command import tool_main, tool_parser
 
 __all__ = ["main", "build_parser"]
 
 EXAMPLES = """\
 examples:
-  tracewatch status /var/lib/fr               # DIR/status.json of `tracewatch flight --daemon --out DIR`
-  tracewatch status /run/fr.json -j           # the status document as JSON
+  tracewatch status /var/lib/fr   # DIR/status.json of flight --daemon --out
+  tracewatch status /run/fr.json -j   # the status document as JSON
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch status",
-        description="Show a flight recorder's status file (uptime, events/s, lost, dumps, handler lag).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("status", "Show a flight recorder's status file\n(uptime, events/s, lost, dumps, handler lag).",
+                    EXAMPLES)
     p.add_argument("path", help="the status file, or the --out directory of a --daemon run")
     p.add_argument("-j", "--json", action="store_true", help="print the JSON document")
     return p
@@ -43,5 +38,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch status``; returns the exit status."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return run_tool(lambda: _run(args), prog="tracewatch")
+    return tool_main(build_parser(), _run, argv)
