@@ -12,123 +12,40 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..cli import run_tool
-from ..errors import CaptureError, ScriptError
+from ..errors import CaptureError, UsageError
+from ._command import tool_main, tool_parser
+from ._recorder_options import add_recorder_options, recorder_kwargs
 
-__all__ = ["main", "build_parser", "add_recorder_options", "recorder_kwargs"]
-
-#: Defaults of the dump policy: the help example once wrote 78 dumps (28 MB) in 4 s without them.
-DEFAULT_COOLDOWN = "60s"
-DEFAULT_DUMP_LIMIT = 100
-DEFAULT_DUMP_LIMIT_BYTES = "2G"
+__all__ = ["main", "build_parser"]
 
 EXAMPLES = """\
 examples:
-  tracewatch flight -e 'sched:*' -e 'raw_syscalls:*' --keep 64M --out /var/tmp/fr \\
+  tracewatch flight -e 'sched:*' -e 'raw_syscalls:*' --keep 64M --out fr \\
       --trigger 'raw_syscalls:sys_exit: ret == -11 && common_pid == 1234'
-                                   # dump the last 64 MiB when pid 1234 gets EAGAIN
+                            # dump the last 64 MiB when pid 1234 gets EAGAIN
   tracewatch flight -e 'syscalls:sys_exit_newfstatat' --keep 16M --out fr \\
-      --trigger 'syscalls:sys_exit_newfstatat: ret < 0' --count 5 --within 10ms --per common_pid
-                                   # five failing stats of one pid within 10 ms
-  tracewatch flight stalls.py -e 'sched:*' --keep 64M --out fr --post 2s --cooldown 60s
-                                   # the script decides (it calls tracewatch.dump())
-  tracewatch flight stalls.py --keep 256M --out /var/lib/fr --max-dumps 20 --daemon
-                                   # a service: status in /var/lib/fr/status.json
-  kill -USR1 PID                   # dump now;  kill -HUP PID: reload the script, keep the ring
-  tracewatch status /var/lib/fr    # uptime, events/s, lost, dumps, handler lag
+      --trigger 'syscalls:sys_exit_newfstatat: ret < 0' \\
+      --count 5 --within 10ms --per common_pid
+                            # five failing stats of one pid within 10 ms
+  tracewatch flight stalls.py -e 'sched:*' --keep 64M --out fr \\
+      --post 2s --cooldown 60s
+                            # the script decides (it calls tracewatch.dump())
+  tracewatch flight stalls.py --keep 256M --out /var/lib/fr \\
+      --max-dumps 20 --daemon
+                            # a service: status in /var/lib/fr/status.json
+  kill -USR1 PID            # dump now
+  kill -HUP PID             # reload the script, keep the ring
+  tracewatch status /var/lib/fr   # uptime, events/s, lost, dumps, handler lag
 """
-
-
-def add_recorder_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """``--keep/--out/--post/--before/--max-dumps/--cooldown/--min-free`` (flight; run with --keep)."""
-    g = p.add_argument_group("flight recorder")
-    g.add_argument("--keep", metavar="SIZE", required=required,
-                   help="bytes of the newest events to hold in memory (64M, 1G)" +
-                        ("" if required else "; with --out, the script's dump() works"))
-    g.add_argument("--out", metavar="DIR", required=required, help="directory of the dumps (.dat + .json)")
-    g.add_argument("--post", metavar="DUR", default="0",
-                   help="also dump this much after the trigger (500ms, 2s; default 0)")
-    g.add_argument("--before", metavar="DUR", help="dump only this much before the trigger (default: all held)")
-    g.add_argument("--max-dumps", type=int, metavar="N", help="keep only the newest N dumps in DIR (rotation)")
-    g.add_argument("--cooldown", metavar="DUR", default=DEFAULT_COOLDOWN,
-                   help=f"count, don't dump, triggers this soon (trace time) after a dump (default "
-                        f"{DEFAULT_COOLDOWN}; 0: none)")
-    g.add_argument("--dump-limit", type=int, metavar="N", default=DEFAULT_DUMP_LIMIT,
-                   help=f"write at most N dumps in this run; later triggers are counted as over the limit "
-                        f"(default {DEFAULT_DUMP_LIMIT}; SIGUSR1 still dumps)")
-    g.add_argument("--dump-limit-bytes", metavar="SIZE", default=DEFAULT_DUMP_LIMIT_BYTES,
-                   help=f"stop dumping once this run wrote SIZE of dumps (default {DEFAULT_DUMP_LIMIT_BYTES})")
-    g.add_argument("--mode", metavar="OCTAL", default="0600",
-                   help="permissions of dumps, sidecars and the status file (default 0600: they hold kernel "
-                        "addresses); DIR, when created, gets the matching directory mode (0700)")
-    g.add_argument("--min-free", metavar="SIZE", default="256M",
-                   help="stop dumping while DIR's file system has less free (default 256M)")
-    g.add_argument("--kallsyms", action="store_true",
-                   help="store /proc/kallsyms (about 5 MB) in every dump; without it trace-cmd report "
-                        "still opens dumps, but shows kernel addresses (function/stack events) as hex")
-
-
-def recorder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """FlightRecorder keyword arguments from :func:`add_recorder_options`' options (validated)."""
-    from ..recorder import parse_size
-    from ..script.api import parse_duration
-
-    for name in ("post", "before", "cooldown"):
-        v = getattr(args, name, None)
-        if v is not None:
-            try:
-                parse_duration(v)
-            except ValueError as e:
-                raise ScriptError(f"--{name}: {e}") from None
-    for name in ("keep", "min_free", "dump_limit_bytes"):
-        try:
-            parse_size(getattr(args, name))
-        except ValueError as e:
-            raise ScriptError(f"--{name.replace('_', '-')}: {e}") from None
-    if args.max_dumps is not None and args.max_dumps < 1:
-        raise ScriptError("--max-dumps must be at least 1")
-    if args.dump_limit is not None and args.dump_limit < 1:
-        raise ScriptError("--dump-limit must be at least 1")
-    mode = parse_mode(args.mode)
-    if args.out:
-        # before any tracing: a FILE or a read-only DIR is said now, not at the first dump; this also
-        # removes temporaries a killed run left there
-        from ..recorder.dump import DumpDir, _default_log
-
-        out = DumpDir(args.out, mode)
-        out.close()
-        for path in out.swept or ():
-            _default_log(f"removed {path} (a dump cut short by an earlier run)")
-    return {"after": args.post, "before": args.before, "max_dumps": args.max_dumps, "cooldown": args.cooldown,
-            "min_free_bytes": args.min_free, "kallsyms": bool(getattr(args, "kallsyms", False)),
-            "dump_limit": args.dump_limit, "dump_limit_bytes": args.dump_limit_bytes, "file_mode": mode}
-
-
-def parse_mode(text: str) -> int:
-    """``--mode 0640`` -> 0o640: owner read/write at least (the recorder rewrites its files), no
-    execute or special bits."""
-    try:
-        mode = int(text, 8)
-    except (TypeError, ValueError):
-        raise ScriptError(f"--mode {text!r}: not an octal mode (e.g. 0600, 0640)") from None
-    if mode & ~0o666 or mode & 0o600 != 0o600:
-        raise ScriptError(f"--mode {text}: give read/write bits only, with the owner's read and write "
-                          "(e.g. 0600, 0640, 0644)")
-    return mode
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .run import add_live_options
 
-    p = argparse.ArgumentParser(
-        prog="tracewatch flight",
-        description="Hold the newest events in memory; dump them to a trace.dat when a trigger fires.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("flight", "Hold the newest events in memory; dump them to a trace.dat\nwhen a trigger fires.",
+                    EXAMPLES)
     p.add_argument("script", nargs="?", help="a script whose handlers call tracewatch.dump()")
     t = p.add_argument_group("declarative triggers (no script)")
     t.add_argument("--trigger", action="append", default=[], metavar="'EVENT: FILTER'",
@@ -169,22 +86,23 @@ def _declarative(args: argparse.Namespace, session_available: list[str]):
     return triggers
 
 
-def _run(args: argparse.Namespace, rest: list[str]) -> int:
+def _run(args: argparse.Namespace) -> int:
     from ..recorder.daemon import FlightRun, log_line, tune_malloc
     from ..script.api import ScriptHandlers, parse_duration
     from ..sources.tracefs import TraceFS
     from .run import open_live_session
 
+    rest = args.command
     kw = recorder_kwargs(args)
     try:
         stop_grace = parse_duration(args.stop_grace) / 1e9
     except ValueError as e:
-        raise ScriptError(f"--stop-grace: {e}") from None
+        raise UsageError(f"--stop-grace: {e}") from None
     tune_malloc()
     if args.script and args.trigger:
-        raise ScriptError("give a script or --trigger, not both (a script can do what --trigger does)")
+        raise UsageError("give a script or --trigger, not both (a script can do what --trigger does)")
     if (args.count > 1 or args.within or args.per) and not args.trigger:
-        raise ScriptError("--count/--within/--per refine --trigger")
+        raise UsageError("--count/--within/--per refine --trigger")
     runner = None
     handlers = ScriptHandlers()
     triggers = []
@@ -203,7 +121,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         required, optional = [t.event for t in triggers], []
     events = list(dict.fromkeys(required + list(args.events)))
     if not events and not optional:
-        raise CaptureError("no events to record: name some with -e (e.g. -e 'sched:*')")
+        raise UsageError("no events to record: name some with -e (e.g. -e 'sched:*')")
     status_path = args.status_file or (os.path.join(args.out, "status.json") if args.daemon else None)
     # no kernel filter pushdown: the ring must hold every enabled event, not only the triggers'
     session = open_live_session(args, events, optional_events=optional, command=rest)
@@ -243,8 +161,4 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch flight``; returns the exit status."""
-    from .run import split_double_dash
-
-    own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
-    return run_tool(lambda: _run(args, rest), prog="tracewatch")
+    return tool_main(build_parser(), _run, argv, command=True)

@@ -25,9 +25,9 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from ..cli import run_tool
-from ..errors import CaptureError
-from .run import add_live_options, open_live_session, split_double_dash
+from ..errors import CaptureError, UsageError
+from ._command import tool_main, tool_parser
+from .run import add_live_options, open_live_session
 
 __all__ = ["main", "build_parser"]
 
@@ -62,12 +62,7 @@ def _file_mode(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracewatch record",
-        description="Record live kernel events to a trace.dat file.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("record", "Record live kernel events to a trace.dat file.", EXAMPLES)
     p.add_argument("-o", "--output", default="trace.dat", metavar="FILE", help="output file (default trace.dat)")
     p.add_argument("--file-version", type=int, choices=(6, 7), default=6, help="trace.dat version (default 6)")
     p.add_argument("--compression", choices=("none", "zstd", "zlib"), default="none",
@@ -142,15 +137,16 @@ def _output_error(path: str, e: OSError) -> CaptureError:
     return CaptureError(f"{path}: {reason}" + (f" ({where})" if where and not where.endswith(".probe") else ""))
 
 
-def _record(args: argparse.Namespace, command: list[str]) -> int:
+def _record(args: argparse.Namespace) -> int:
+    command = args.command
     from ..formats.tracedat_writer import StreamingTraceDatWriter, TraceMeta, check_output
     from ..stream.filter import Filter
 
     if not args.events and not args.probes:
-        raise CaptureError("nothing to record: name events with -e (e.g. -e 'sched:*'; 'tracewatch list' lists them) "
+        raise UsageError("nothing to record: name events with -e (e.g. -e 'sched:*'; 'tracewatch list' lists them) "
                            "or function probes with -P")
     if args.compression != "none" and args.file_version != 7:
-        raise CaptureError("--compression needs --file-version 7")
+        raise UsageError("--compression needs --file-version 7")
     try:
         check_output(args.output)  # before any tracing: nothing to clean up if it fails
     except OSError as e:
@@ -273,6 +269,4 @@ def _die_of(signum: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracewatch record``; returns the exit status."""
-    own, rest = split_double_dash(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
-    return run_tool(lambda: _record(args, rest), prog="tracewatch")
+    return tool_main(build_parser(), _record, argv, command=True)
