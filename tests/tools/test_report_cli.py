@@ -338,3 +338,13 @@ def test_a_cpu_the_file_does_not_have_is_an_error(capsysbinary):
     assert rc == 2 and out == b"" and err == f"tracewatch: error: --cpu 7: {path} has CPUs 0-1\n"
     rc, out, err = run_report(capsysbinary, "--cpu", "1", path)
     assert rc == 0 and len(out.splitlines()) > 100
+
+
+def test_cpu_lists_take_ranges_and_a_bad_one_is_a_usage_error(capsysbinary):
+    path = str(fixture_path(SCHED))
+    rc, both, _ = run_report(capsysbinary, "--cpu", "0-1", path)
+    assert rc == 0
+    rc, one, _ = run_report(capsysbinary, "--cpu", "0", "--cpu", "1", path)
+    assert rc == 0 and one == both
+    rc, out, err = run_report(capsysbinary, "--cpu", "1-x", path)
+    assert rc == 2 and out == b"" and err == "tracewatch: error: --cpu: not a CPU list: '1-x' (e.g. 1, 0-3,5)\n"

@@ -130,8 +130,9 @@ def find_tracefs(*, mount: bool = True) -> str:
     return DEFAULT_MOUNT
 
 
-def _parse_cpu_list(text: str) -> list[int]:
-    """'0-3,5' -> [0, 1, 2, 3, 5] (the kernel's cpulist format)."""
+def parse_cpu_list(text: str) -> list[int]:
+    """'0-3,5' -> [0, 1, 2, 3, 5]: the kernel's cpulist format, also report's ``--cpu``
+    (ValueError for a part that is not a number or a range)."""
     cpus: list[int] = []
     for part in text.strip().split(","):
         if not part:
@@ -252,7 +253,7 @@ class TraceFS:
         """Online CPUs that have a per-CPU ring buffer."""
         try:
             with open("/sys/devices/system/cpu/online") as f:
-                online = _parse_cpu_list(f.read())
+                online = parse_cpu_list(f.read())
         except OSError:
             online = sorted(int(d[3:]) for d in os.listdir(self.file("per_cpu")) if d[3:].isdigit())
         return [c for c in online if os.path.isdir(self.file(f"per_cpu/cpu{c}"))]

@@ -20,6 +20,7 @@ from ..formats.event_format import EventFormat
 from ..formats import tracedat
 from ..formats.tracedat import MergedIndex
 from ..sources.file import check_event_patterns, open_reader, short_records
+from ..sources.tracefs import parse_cpu_list
 from ._command import tool_main, tool_parser
 
 __all__ = ["main", "build_parser"]
@@ -52,22 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cpus(values: list[str] | None) -> set[int] | None:
+    """The CPUs of ``--cpu`` options (each a cpulist: ``1``, ``0-3,5``); None: every CPU."""
     if not values:
         return None
     out: set[int] = set()
     for v in values:
-        for part in v.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part:
-                    lo, hi = part.split("-", 1)
-                    out.update(range(int(lo), int(hi) + 1))
-                else:
-                    out.add(int(part))
-            except ValueError:
-                raise UsageError(f"--cpu: not a CPU number: {part!r}") from None
+        try:
+            out.update(parse_cpu_list(v))
+        except ValueError:
+            raise UsageError(f"--cpu: not a CPU list: {v!r} (e.g. 1, 0-3,5)") from None
     return out
 
 
