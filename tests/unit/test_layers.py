@@ -51,9 +51,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
 }
 
 #: module cycles still present, each as a frozenset of module names
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"tracewatch.tools.flight", "tracewatch.tools.run"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _modules() -> dict[str, Path]:

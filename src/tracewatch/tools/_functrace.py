@@ -29,12 +29,13 @@ from ..sources.uprobes import (
     process_threads,
 )
 from ._command import tool_main
+from ._live import parse_pids
 
 __all__ = ["add_common_options", "functrace_main", "FuncTrace", "open_functrace"]
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--pid", type=int, metavar="PID", help="trace this process (all its threads)")
+    p.add_argument("-p", "--pid", metavar="PID", help="trace this process (all its threads)")
     p.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="trace for this long, then report")
     p.add_argument("-i", "--input", metavar="FILE",
                    help="read the probe events of a recorded trace.dat instead of tracing live")
@@ -47,6 +48,11 @@ def functrace_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Nam
     """``main`` of a function tool: what follows ``--`` is the command to trace (``args.command``)."""
 
     def checked(args: argparse.Namespace) -> int | None:
+        if args.pid is not None:
+            pids = parse_pids([args.pid])
+            if len(pids) != 1:
+                raise UsageError(f"-p {args.pid}: give one process (its threads are traced too)")
+            args.pid = pids[0]
         if args.command and args.pid is not None:
             raise UsageError("give -p PID or -- COMMAND, not both")
         if args.input and args.command:

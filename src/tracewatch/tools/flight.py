@@ -16,6 +16,7 @@ from typing import Sequence
 
 from ..errors import CaptureError, UsageError
 from ._command import tool_main, tool_parser
+from ._live import add_live_options, open_live_session
 from ._recorder_options import add_recorder_options, recorder_kwargs
 
 __all__ = ["main", "build_parser"]
@@ -42,8 +43,6 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .run import add_live_options
-
     p = tool_parser("flight", "Hold the newest events in memory; dump them to a trace.dat\nwhen a trigger fires.",
                     EXAMPLES)
     p.add_argument("script", nargs="?", help="a script whose handlers call tracewatch.dump()")
@@ -90,7 +89,6 @@ def _run(args: argparse.Namespace) -> int:
     from ..recorder.daemon import FlightRun, log_line, tune_malloc
     from ..script.api import ScriptHandlers, parse_duration
     from ..sources.tracefs import TraceFS
-    from .run import open_live_session
 
     rest = args.command
     kw = recorder_kwargs(args)

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 from ..errors import CaptureError, UsageError
 from ._command import tool_main, tool_parser
-from .run import add_live_options, open_live_session
+from ._live import add_live_options, open_live_session
 
 __all__ = ["main", "build_parser"]
 
