@@ -56,12 +56,7 @@ def _run_tool(tool: str, argv: list[str], capsys) -> tuple[int, str, str]:  # no
 # -- --help ---------------------------------------------------------------------------------------
 
 
-#: tools whose --help is not yet under 80 columns (run.py waits for the signals work to land)
-WIDE_HELP = {"run"}
-
-
-@pytest.mark.parametrize("tool", [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason="examples too wide"))
-                                  if t in WIDE_HELP else t for t in TOOLS])
+@pytest.mark.parametrize("tool", list(TOOLS))
 def test_help_ends_with_examples_and_fits_80_columns(tool, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal; a test has none
     with pytest.raises(SystemExit) as end:

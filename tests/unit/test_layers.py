@@ -46,7 +46,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
     ("sources", "stream"),   # EventChunk, LiveMerger
     ("stream", "export"),    # stream.batch.report_formatter -> ReportFormatter (str(event))
     ("script", "recorder"),  # set_current_recorder
-    ("tools", "cli"),        # run_tool
     ("recorder", ""),        # __version__ for dump sidecars
 }
 
