@@ -14,6 +14,7 @@ import fnmatch
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -31,7 +32,7 @@ from ..sources.uprobes import (
 from ._command import tool_main
 from ._live import parse_pids
 
-__all__ = ["add_common_options", "functrace_main", "FuncTrace", "open_functrace"]
+__all__ = ["add_common_options", "functrace_main", "FuncTrace", "open_functrace", "start_line", "print_notes"]
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -199,3 +200,10 @@ def start_line(ft: FuncTrace, specs: Sequence[str], what: str = "Tracing") -> st
         return f"Reading {ft.description} for {quoted}..."
     stop = f"for {ft.source.duration:g} s" if getattr(ft.source, "duration", None) else "Hit Ctrl-C to end"
     return f"{what} {ft.description} for {quoted}... {stop}."
+
+
+def print_notes(counts: Sequence[tuple[int, str]]) -> None:
+    """One stderr line for what made the result incomplete: ``counts`` are (n, "what"), zeros left out."""
+    notes = [f"{n} {what}" for n, what in counts if n]
+    if notes:
+        print("tracewatch: " + "; ".join(notes), file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..script.calltree import CallGraph
 from ._command import tool_parser
-from ._functrace import add_common_options, functrace_main, open_functrace, start_line
+from ._functrace import add_common_options, functrace_main, open_functrace, print_notes, start_line
 
 __all__ = ["main", "build_parser", "trace_calls"]
 
@@ -69,13 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         graph.finish(now=last)
         lost = ft.lost_events()
     c = graph.stacks.counters()
-    notes = []
-    if lost:
-        notes.append(f"{lost} events lost")
-    if c["orphans"]:
-        notes.append(f"{c['orphans']} returns without their entry")
-    if notes:
-        print("tracewatch: " + "; ".join(notes), file=sys.stderr)
+    print_notes([(lost, "events lost"), (c["orphans"], "returns without their entry")])
     return 0
 
 

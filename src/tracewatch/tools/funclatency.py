@@ -17,7 +17,7 @@ import numpy as np
 from ..script.histogram import Hist
 from ..script.pairing import Pairing
 from ._command import tool_parser
-from ._functrace import add_common_options, functrace_main, open_functrace, start_line
+from ._functrace import add_common_options, functrace_main, open_functrace, print_notes, start_line
 
 __all__ = ["main", "build_parser", "measure_latency", "summary_line", "UNITS"]
 
@@ -138,15 +138,8 @@ def _run(args: argparse.Namespace) -> int:
         res = measure_latency(ft, args.unit)
         lost = ft.lost_events()
     sys.stdout.write(format_result(res))
-    notes = []
-    if lost:
-        notes.append(f"{lost} events lost")
-    if res.orphans:
-        notes.append(f"{res.orphans} returns without their entry (calls begun before tracing)")
-    if res.open:
-        notes.append(f"{res.open} calls still running at the end")
-    if notes:
-        print("tracewatch: " + "; ".join(notes), file=sys.stderr)
+    print_notes([(lost, "events lost"), (res.orphans, "returns without their entry (calls begun before tracing)"),
+                 (res.open, "calls still running at the end")])
     return 0
 
 
