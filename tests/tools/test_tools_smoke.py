@@ -114,6 +114,10 @@ def _file_runs(tmp_path: Path) -> dict[str, tuple[list[str], Callable[[int, str,
         count = int(out.split("sched_switch ", 1)[1].split()[0])
         assert count > 0, out
 
+    def cleaned(rc: int, out: str, err: str) -> None:
+        # dumps cut short by killed recorders elsewhere on the machine may be removed too
+        assert rc == 0 and ("nothing to clean up" in err or out.startswith("removed ")), (rc, out, err)
+
     # no recording of uprobe events among the fixtures: the function tools must say so in one line
     no_probes = one_line_error("no uprobe events in this recording")
     return {
@@ -126,8 +130,7 @@ def _file_runs(tmp_path: Path) -> dict[str, tuple[list[str], Callable[[int, str,
         "status": ([str(tmp_path / "no-such-dir")], one_line_error("no-such-dir")),
         "list": (["-i", trace, "-v", "sched:sched_switch"], ok(first_line_starts="sched:sched_switch\n",
                                                                 contains="prev_pid")),
-        "cleanup": (["--no-tracefs", "--out", str(tmp_path)], lambda rc, out, err: (
-            rc == 0 and "nothing to clean up" in err) or pytest.fail(err)),
+        "cleanup": (["--no-tracefs", "--out", str(tmp_path)], cleaned),
         "funccount": (["libc:malloc", "-i", trace], no_probes),
         "funclatency": (["libc:malloc", "-i", trace], no_probes),
         "calls": (["libc:malloc", "-i", trace], no_probes),
