@@ -3,7 +3,9 @@
 * :mod:`.tracefs`: control of tracefs (mount, private instances, events,
   filters, uprobes, cleanup of what killed runs left behind);
 * :mod:`.live`: per-CPU readers of a live instance, yielding raw pages;
-* :mod:`.file`: a trace.dat file as the same stream of chunks.
+* :mod:`.file`: a trace.dat file as the same stream of chunks;
+* :mod:`._source`: :class:`EventSource`, the contract every source keeps (and
+  that dispatch, scripts and tools rely on).
 
 The names below are imported on first use, so a run over a file does not load
 the live readers.
@@ -15,6 +17,9 @@ from importlib import import_module
 from typing import Any
 
 __all__ = [
+    "EventSource",
+    "SplittableSource",
+    "splits_whole",
     "TraceFS",
     "Instance",
     "find_tracefs",
@@ -27,7 +32,8 @@ __all__ = [
     "mmap_supported",
 ]
 
-_HOME = {"TraceFS": ".tracefs", "Instance": ".tracefs", "find_tracefs": ".tracefs", "cleanup_stale": ".tracefs",
+_HOME = {"EventSource": "._source", "SplittableSource": "._source", "splits_whole": "._source",
+         "TraceFS": ".tracefs", "Instance": ".tracefs", "find_tracefs": ".tracefs", "cleanup_stale": ".tracefs",
          "LiveSource": ".live", "CpuReader": ".live", "ReadCpuReader": ".live", "MmapCpuReader": ".live",
          "PageBatch": ".live", "mmap_supported": ".live"}
 
