@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import fixture_path
+from tracewatch.errors import TraceFormatError
 from tracewatch.sources import EventSource, SplittableSource, splits_whole
 from tracewatch.sources.file import FileSource
 from tracewatch.testing import MemorySource, PageBuilder, event_format, record
@@ -157,3 +158,22 @@ def test_memory_source_takes_page_builders():
     (chunk,) = list(src.chunks())
     assert [e.value for e in chunk.events()] == list(range(40))
     assert set(chunk.cpu.tolist()) == {3} and len(pb.pages) > 1
+
+
+def test_memory_source_damage_comes_after_the_good_events():
+    a = event_format("demo:a", 300, "int value;")
+    pb = PageBuilder(page_size=256)
+    for i in range(40):
+        pb.add(1_000 + 10 * i, record(a, value=i))
+    data = bytearray(pb.build())
+    data[8:16] = (10_000).to_bytes(8, "little")  # the first page's commit: far past the page's end
+    on_first_page = sum(1 for e in pb.expected if e.page == 0)
+    src = MemorySource([a], {0: bytes(data)}, page_size=256)
+    got = []
+    with pytest.raises(TraceFormatError) as e:
+        for chunk in src.chunks():
+            got.extend(ev.value for ev in chunk.events())
+    assert e.value.cpu == 0
+    assert got == list(range(on_first_page, 40))  # the other pages' events, then the error
+    with pytest.raises(TraceFormatError):
+        list(src.split())

@@ -28,11 +28,13 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from ..errors import TraceFormatError
 from ..formats.context import TraceContext
 from ..formats.event_format import EventFormat, parse_event_format
 from ..formats.symbols import TraceSymbols
 from ..stream.batch import EventBatch
 from ..stream.chunk import EventChunk
+from ..stream.dispatch import pattern_matches
 from ..stream.merge import LiveMerger
 from .page_builder import PageBuilder
 
@@ -177,8 +179,9 @@ class MemorySource:
         self._lost_next[cpu] = count
 
     # -- the EventSource contract ------------------------------------------------
-    def _merged(self) -> EventChunk | None:
-        """Every event, decoded and merged in one chunk (None: no events)."""
+    def _merged(self) -> tuple[EventChunk | None, TraceFormatError | None]:
+        """Every event of the undamaged pages, decoded and merged in one chunk (None: no
+        events), and the error of the first damaged page (None: no damage)."""
         merger = LiveMerger(self.context, sorted(self.pages), self.page_size, commit_size=self.commit_size,
                             little=self.little)
         for cpu in sorted(self.pages):
@@ -186,37 +189,42 @@ class MemorySource:
             data = p.build() if isinstance(p, PageBuilder) else bytes(p)
             merger.add_pages(cpu, np.frombuffer(data, dtype=np.uint8))
         chunk = merger.release(final=True)
+        error = None
         if merger.damage:
             cpu, message = merger.damage[0]
-            raise ValueError(f"the pages of CPU {cpu} are damaged: {message}")
-        return chunk
+            error = TraceFormatError(message, path="memory source", cpu=cpu)
+        return chunk, error
 
     def chunks(self) -> Iterator[EventChunk]:
-        """The events in trace-cmd's order, ``chunk_events`` at a time."""
-        whole = self._merged()
-        if whole is None:
-            return
-        for start in range(0, len(whole), self.chunk_events):
-            yield whole.slice(start, min(start + self.chunk_events, len(whole)))
+        """The events in trace-cmd's order, ``chunk_events`` at a time; with damaged pages,
+        the events of the others, then the :class:`TraceFormatError` (as a file source gives
+        what comes before its damage, then the error)."""
+        whole, error = self._merged()
+        if whole is not None:
+            for start in range(0, len(whole), self.chunk_events):
+                yield whole.slice(start, min(start + self.chunk_events, len(whole)))
+        if error is not None:
+            raise error
 
     def split(self, events: str | None = None, *, only: Callable[[EventFormat], bool] | None = None
               ) -> Iterator[tuple[EventBatch, np.ndarray]]:
         """The whole trace as one batch per event type, each with its rows' positions in
-        the order of :meth:`chunks` (``events``: a glob such as ``"sched:*"``)."""
+        the order of :meth:`chunks` (``events``: a glob such as ``"sched:*"``); damage as
+        in :meth:`chunks`."""
         if events is not None:
-            from ..stream.dispatch import pattern_matches
-
             pats = [p.strip().replace("/", ":") for p in events.split(",") if p.strip()]
             by_glob = lambda fmt: any(pattern_matches(p, fmt) for p in pats)  # noqa: E731
             only = by_glob if only is None else (lambda f, a=by_glob, b=only: a(f) and b(f))
-        whole = self._merged()
+        whole, error = self._merged()
         if whole is not None:
             yield from whole.batches(only=only)
+        if error is not None:
+            raise error
 
     def lost_events(self) -> dict[int, int]:
         """Events lost per CPU, from the pages' marks (-1: some, number unknown)."""
         out = {cpu: 0 for cpu in self.pages}
-        whole = self._merged()
+        whole, _error = self._merged()
         if whole is None:
             return out
         for cpu, count, _ts in whole.losses():
