@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import fixture_path
 from tracewatch.errors import TraceFormatError
-from tracewatch.sources import EventSource, SplittableSource, splits_whole
+from tracewatch.sources import EventSource, SplittableSource, StoppableSource, splits_whole
 from tracewatch.sources.file import FileSource
 from tracewatch.testing import MemorySource, PageBuilder, event_format, record
 
@@ -49,6 +49,7 @@ def test_file_source_keeps_the_contract():
         chunks = check_event_source(src, min_events=501)
         assert len(chunks) > 1 and src.live is False
         assert isinstance(src, SplittableSource) and splits_whole(src)
+        assert not isinstance(src, StoppableSource)  # a file ends where it ends
         # split's positions are the places of the rows in the order chunks() gives
         order_types = np.concatenate([c.type_id for c in chunks])
         for batch, pos in src.split():
@@ -83,6 +84,7 @@ def test_memory_source_keeps_the_contract():
     assert src.live is True and isinstance(src, EventSource)
     src.merges_whole = False
     assert not splits_whole(src)
+    assert isinstance(src, StoppableSource)
     src.close()
     assert src.closed
 
@@ -177,3 +179,15 @@ def test_memory_source_damage_comes_after_the_good_events():
     assert got == list(range(on_first_page, 40))  # the other pages' events, then the error
     with pytest.raises(TraceFormatError):
         list(src.split())
+
+
+def test_memory_source_stop_tells_listeners_and_ends_the_chunks():
+    src, _a, _b = _demo_source(chunk_events=1)
+    told = []
+    src.add_stop_listener(lambda: told.append(src.stop_reason))
+    chunks = src.chunks()
+    first = next(chunks)
+    src.stop("a signal")
+    src.stop("again")  # told once
+    assert told == ["a signal"] and len(first) == 1
+    assert list(chunks) == []

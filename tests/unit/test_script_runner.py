@@ -274,3 +274,20 @@ def test_a_bad_where_fails_before_start_hooks(tmp_path):
     with pytest.raises(FilterError, match="did you mean '=='"):
         runner.run(src)
     assert log == []
+
+
+def test_a_stop_ends_the_handling_at_once_and_end_hooks_run(tmp_path):
+    runner, log = _load(tmp_path, """
+        @on("demo:*")
+        def ev(e):
+            log.append(e.value)
+            if e.value == 3:
+                source.stop("a signal")  # as a signal stops a live session mid-run
+        @at_end
+        def end(): log.append("end")
+    """)
+    src = _source(10, live=True)
+    runner.namespace["source"] = src
+    d = runner.run(src)
+    assert log == [0, 1, 2, 3, "end"]
+    assert d.stopped and d.dropped_at_stop == 6 and d.events_dispatched == 4

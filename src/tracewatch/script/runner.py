@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ScriptError
+from ..sources import EventSource, StoppableSource, splits_whole
 from ..stream.dispatch import Dispatcher, user_frame
 from .api import ScriptHandlers, set_current_handlers
 
@@ -82,7 +83,7 @@ class ScriptRunner:
         """The events the script's handlers name (for enabling them in a live run)."""
         return self.handlers.event_patterns()
 
-    def run(self, source: Any, recorder: Any = None) -> Dispatcher:
+    def run(self, source: EventSource, recorder: Any = None) -> Dispatcher:
         """Feed every chunk of ``source`` to the handlers; end hooks always run.
 
         ``recorder``: a :class:`~tracewatch.recorder.FlightRecorder` that the
@@ -94,7 +95,7 @@ class ScriptRunner:
             self.perf.bind(source.context)
         d = Dispatcher(h.events, h.timers, h.lost, on_error=self.on_error)
         self.dispatcher = d
-        if hasattr(source, "add_stop_listener"):  # live: a stop ends the handling promptly
+        if isinstance(source, StoppableSource):  # live: a stop ends the handling promptly
             source.add_stop_listener(d.stop_handling)
         d.prepare(source.formats.values())
         previous_recorder = None
@@ -107,7 +108,7 @@ class ScriptRunner:
             for f in h.start:
                 d.call_hook(f)
             started = True
-            if d.batch_only() and recorder is None and getattr(source, "merges_whole", False):
+            if d.batch_only() and recorder is None and splits_whole(source):
                 # only batch handlers, no timers: one batch per type for the whole file,
                 # straight from the fused type index (no merged index, no chunking); a file
                 # too big to index whole goes chunk by chunk instead

@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "EventSource",
     "SplittableSource",
+    "StoppableSource",
     "splits_whole",
     "TraceFS",
     "Instance",
@@ -32,7 +33,8 @@ __all__ = [
     "mmap_supported",
 ]
 
-_HOME = {"EventSource": "._source", "SplittableSource": "._source", "splits_whole": "._source",
+_HOME = {"EventSource": "._source", "SplittableSource": "._source", "StoppableSource": "._source",
+         "splits_whole": "._source",
          "TraceFS": ".tracefs", "Instance": ".tracefs", "find_tracefs": ".tracefs", "cleanup_stale": ".tracefs",
          "LiveSource": ".live", "CpuReader": ".live", "ReadCpuReader": ".live", "MmapCpuReader": ".live",
          "PageBatch": ".live", "mmap_supported": ".live"}

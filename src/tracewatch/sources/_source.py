@@ -9,10 +9,16 @@ A source is anything that hands out a trace's events as time-ordered
 events is written against :class:`EventSource` only, so it runs unchanged on
 all three.
 
-A source that can also give the whole trace as one batch per event type
-(the fast path of scripts with batch handlers only) is a
-:class:`SplittableSource`; :func:`splits_whole` says whether it may be asked
-to right now.
+Two optional parts, each a Protocol of its own so that consumers ask
+``isinstance`` rather than probing attributes:
+
+* a source that can also give the whole trace as one batch per event type (the
+  fast path of scripts with batch handlers only) is a :class:`SplittableSource`;
+  :func:`splits_whole` says whether it may be asked to right now;
+* a source that a stop can end while it runs (live: a duration, a signal) is a
+  :class:`StoppableSource`: it tells its stop listeners when the handling
+  should end, so that a consumer stops promptly rather than at the end of the
+  input.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
     from ..stream.batch import EventBatch
     from ..stream.chunk import EventChunk
 
-__all__ = ["EventSource", "SplittableSource", "splits_whole"]
+__all__ = ["EventSource", "SplittableSource", "StoppableSource", "splits_whole"]
 
 
 @runtime_checkable
@@ -77,6 +83,18 @@ class SplittableSource(EventSource, Protocol):
     def split(self, events: str | None = None, *,
               only: "Callable[[EventFormat], bool] | None" = None
               ) -> "Iterator[tuple[EventBatch, np.ndarray]]": ...
+
+
+@runtime_checkable
+class StoppableSource(EventSource, Protocol):
+    """An :class:`EventSource` a stop can end while it runs.
+
+    :meth:`add_stop_listener`: call ``listener()`` (from any thread or a signal
+    handler, at most once) when a stop should end the handling; the source then
+    ends its chunks too.
+    """
+
+    def add_stop_listener(self, listener: "Callable[[], None]") -> None: ...
 
 
 def splits_whole(source: EventSource) -> bool:

@@ -127,7 +127,8 @@ class MemorySource:
     :class:`~tracewatch.sources.file.FileSource`.  ``live`` says what the
     source claims to be (a test can run a script as a live run would); it
     may be changed at any time.  :meth:`split` (the whole trace per type) is
-    offered while ``merges_whole`` is true.
+    offered while ``merges_whole`` is true; :meth:`stop` stops it as a signal
+    stops a live session (its stop listeners are told, the chunks end).
     """
 
     def __init__(self, formats: Iterable[EventFormat] | Mapping[int, EventFormat] = (),
@@ -147,6 +148,9 @@ class MemorySource:
         self.little = builders[0].little if builders else little
         self.pages: dict[int, PageBuilder | bytes] = dict(pages or {})
         self._lost_next: dict[int, int] = {}
+        self._stop_listeners: list[Callable[[], None]] = []
+        #: why the source was stopped (:meth:`stop`), None while it runs
+        self.stop_reason: str | None = None
         self.closed = False
 
     @property
@@ -202,6 +206,8 @@ class MemorySource:
         whole, error = self._merged()
         if whole is not None:
             for start in range(0, len(whole), self.chunk_events):
+                if self.stop_reason is not None:
+                    return
                 yield whole.slice(start, min(start + self.chunk_events, len(whole)))
         if error is not None:
             raise error
@@ -233,6 +239,21 @@ class MemorySource:
             elif out[cpu] == 0:
                 out[cpu] = -1
         return out
+
+    def add_stop_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` when :meth:`stop` is called (the StoppableSource part of the
+        contract, as a live session keeps it)."""
+        self._stop_listeners.append(listener)
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop as a live session does at a signal: the stop listeners are told at once and
+        :meth:`chunks` ends before its next chunk.  A handler may call it to test how a
+        script or tool behaves when a live run is stopped in the middle."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        for listener in list(self._stop_listeners):
+            listener()
 
     def close(self) -> None:
         self.closed = True
