@@ -45,7 +45,6 @@ RANK = {
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("sources", "stream"),   # EventChunk, LiveMerger
     ("stream", "export"),    # stream.batch.report_formatter -> ReportFormatter (str(event))
-    ("script", "recorder"),  # set_current_recorder
     ("recorder", ""),        # __version__ for dump sidecars
 }
 

@@ -9,8 +9,9 @@ Pieces (data flows top to bottom)::
     history                   Window, Sequence, Threshold: stateful trigger criteria made short
 
 A script asks for a dump with :func:`dump`; it reaches the recorder the runner
-made current with :func:`set_current_recorder` (as ``script.api`` does with the
-handlers being registered).  Without a recorder (``tracewatch run -i FILE``
+made current in the run context (:mod:`tracewatch.stream.run_context`, where
+``script.api`` keeps the handlers being registered too); :func:`set_current_recorder`
+sets it there.  Without a recorder (``tracewatch run -i FILE``
 without ``--keep``), the request is recorded in :data:`unserved_requests`, one
 note is printed, and the run goes on.
 """
@@ -21,6 +22,7 @@ import sys
 from collections import deque
 from typing import Any
 
+from ..stream.run_context import current_run, set_current
 from .dump import DumpRequest, DumpResult, DumpWriter, FlightRecorder, PendingDump, ReplaySource, replay_pages
 from .history import Sequence, SequenceMatch, SlowCall, Threshold, Window
 from .page_ring import PageRing, RingStats, parse_size
@@ -47,8 +49,6 @@ __all__ = [
     "ReplaySource",
 ]
 
-_current: FlightRecorder | None = None
-
 #: dump() requests made while no recorder was active (newest 1000), and how many in all.
 unserved_requests: deque[DumpRequest] = deque(maxlen=1000)
 unserved_count = 0
@@ -56,16 +56,15 @@ _noted = False
 
 
 def current_recorder() -> FlightRecorder | None:
-    """The recorder :func:`dump` reaches, or None."""
-    return _current
+    """The recorder :func:`dump` reaches (the run context's), or None."""
+    return current_run().recorder
 
 
 def set_current_recorder(recorder: FlightRecorder | None) -> FlightRecorder | None:
     """Make ``recorder`` the one :func:`dump` reaches; returns the previous one (restore it after the run)."""
-    global _current, _noted
-    previous, _current = _current, recorder
+    global _noted
     _noted = False
-    return previous
+    return set_current("recorder", recorder)
 
 
 def dump(reason: str = "dump", before: str | int | float | None = None, after: str | int | float | None = None,
@@ -83,7 +82,7 @@ def dump(reason: str = "dump", before: str | int | float | None = None, after: s
     or no recorder in this run).
     """
     global unserved_count, _noted
-    rec = _current
+    rec = current_run().recorder
     if rec is None:
         when = ts if ts is not None else getattr(event, "common_ts", None)
         unserved_requests.append(DumpRequest(reason=reason, trigger_ts=int(when or 0),

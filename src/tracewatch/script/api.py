@@ -29,7 +29,8 @@ Function probes are asked for in the script and named in ``probe:`` form::
     def work_done(ev): ...
 
 Decorators record handlers in the :class:`ScriptHandlers` that is current while
-the script loads (the runner makes a fresh one per run); the functions are
+the script loads (the runner makes a fresh one per run and puts it in the run
+context, :mod:`tracewatch.stream.run_context`); the functions are
 returned unchanged, so a script stays importable and testable on its own.
 """
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..stream.run_context import current_run, set_current
 from ..units import parse_duration
 
 __all__ = [
@@ -150,18 +152,20 @@ class ScriptHandlers:
         return texts[0] if len(texts) == 1 else " || ".join(f"({t})" for t in texts)
 
 
-_current = ScriptHandlers()
+#: where decorators register outside any run (a script imported on its own, say by its tests)
+_OUTSIDE_A_RUN = ScriptHandlers()
 
 
 def current_handlers() -> ScriptHandlers:
-    return _current
+    """The registry decorators write to: the loading script's (the run context's), else a spare one."""
+    handlers = current_run().handlers
+    return _OUTSIDE_A_RUN if handlers is None else handlers
 
 
 def set_current_handlers(handlers: ScriptHandlers) -> ScriptHandlers:
     """Make ``handlers`` the registry decorators write to; returns the previous one."""
-    global _current
-    previous, _current = _current, handlers
-    return previous
+    previous = set_current("handlers", handlers)
+    return _OUTSIDE_A_RUN if previous is None else previous
 
 
 def _normalise_pattern(pattern: str) -> str:
@@ -177,7 +181,7 @@ def on(pattern: str, where: str | None = None) -> Callable[[Callable], Callable]
     """
 
     def register(func: Callable) -> Callable:
-        _current.events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=False))
+        current_handlers().events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=False))
         return func
 
     return register
@@ -187,7 +191,7 @@ def on_batch(pattern: str, where: str | None = None) -> Callable[[Callable], Cal
     """Call the function with an ``EventBatch`` (numpy columns) of matching events of one type."""
 
     def register(func: Callable) -> Callable:
-        _current.events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=True))
+        current_handlers().events.append(EventHandler(_normalise_pattern(pattern), func, where, batch=True))
         return func
 
     return register
@@ -203,7 +207,7 @@ def every(interval: str | int | float) -> Callable[[Callable], Callable]:
         raise ValueError("every(): the interval must be positive")
 
     def register(func: Callable) -> Callable:
-        _current.timers.append(Timer(ns, func))
+        current_handlers().timers.append(Timer(ns, func))
         return func
 
     return register
@@ -211,13 +215,13 @@ def every(interval: str | int | float) -> Callable[[Callable], Callable]:
 
 def at_start(func: Callable) -> Callable:
     """Call the function once before the first event."""
-    _current.start.append(func)
+    current_handlers().start.append(func)
     return func
 
 
 def at_end(func: Callable) -> Callable:
     """Call the function once after the last event (also after Ctrl-C or a handler error)."""
-    _current.end.append(func)
+    current_handlers().end.append(func)
     return func
 
 
@@ -229,7 +233,7 @@ def on_lost(func: Callable[[int, int], Any]) -> Callable:
     (unknown) only where nothing says how many: a trace.dat file's page without
     a count, or stats that had already counted the loss at an earlier call.
     """
-    _current.lost.append(func)
+    current_handlers().lost.append(func)
     return func
 
 
@@ -245,7 +249,7 @@ def probe(spec: str, *, returns: bool = False) -> Any:
     through ``-p PID``'s maps or the ``--`` command) and removed at the end;
     with ``-i FILE``, the names match the recording's probe events.
     """
-    names = _current.add_probe(spec, returns=returns)
+    names = current_handlers().add_probe(spec, returns=returns)
     return tuple(names) if returns else names[0]
 
 
@@ -260,7 +264,7 @@ def on_probe(spec: str, where: str | None = None, *, batch: bool = False) -> Cal
     name = probe(spec)
 
     def register(func: Callable) -> Callable:
-        _current.events.append(EventHandler(name, func, where, batch=batch))
+        current_handlers().events.append(EventHandler(name, func, where, batch=batch))
         return func
 
     return register

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from ..errors import ScriptError
 from ..sources import EventSource, StoppableSource, splits_whole
 from ..stream.dispatch import Dispatcher, user_frame
+from ..stream.run_context import set_current
 from .api import ScriptHandlers, set_current_handlers
 
 __all__ = ["ScriptRunner", "load_script"]
@@ -100,9 +101,7 @@ class ScriptRunner:
         d.prepare(source.formats.values())
         previous_recorder = None
         if recorder is not None:
-            from ..recorder import set_current_recorder
-
-            previous_recorder = set_current_recorder(recorder)
+            previous_recorder = set_current("recorder", recorder)  # what dump() reaches
         started = False
         try:
             for f in h.start:
@@ -129,10 +128,8 @@ class ScriptRunner:
                 sys.stdout.flush()
             finally:
                 if recorder is not None:
-                    from ..recorder import set_current_recorder
-
                     try:
                         recorder.close()
                     finally:
-                        set_current_recorder(previous_recorder)
+                        set_current("recorder", previous_recorder)
         return d

@@ -24,12 +24,11 @@ import gc
 import sys
 import traceback
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -37,6 +36,7 @@ from ..errors import HandlerError
 from ..formats.event_format import EventFormat
 from .chunk import EventChunk
 from .filter import Filter
+from .run_context import current_run, dispatching
 
 __all__ = ["Dispatcher", "HandlerError", "pattern_matches", "current_trace_time"]
 
@@ -388,14 +388,9 @@ class Dispatcher:
         with self._acting():
             self._call(func, None, *args)
 
-    @contextmanager
-    def _acting(self) -> Iterator[None]:
+    def _acting(self) -> ContextManager[None]:
         """This dispatcher is the one current_trace_time() asks while the block runs."""
-        _ACTIVE.append(self)
-        try:
-            yield
-        finally:
-            _ACTIVE.pop()
+        return dispatching(self)
 
     def trace_time_now(self) -> int | None:
         """The trace time of what is being handled: the event of a per-event handler, a
@@ -442,10 +437,6 @@ class Dispatcher:
                 print(f"  event: {ev!r}", file=out)
 
 
-#: the dispatchers feeding handlers right now, innermost last
-_ACTIVE: list[Dispatcher] = []
-
-
 def current_trace_time() -> int | None:
     """The trace time of what the calling handler is handling, or None outside dispatch.
 
@@ -453,7 +444,8 @@ def current_trace_time() -> int | None:
     batch handler's last event, a timer's deadline, else the end of the chunk
     being dispatched (see :meth:`Dispatcher.trace_time_now`).
     """
-    return _ACTIVE[-1].trace_time_now() if _ACTIVE else None
+    active = current_run().dispatchers
+    return active[-1].trace_time_now() if active else None
 
 
 def user_frame(exc: BaseException) -> str | None:
