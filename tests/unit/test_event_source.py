@@ -132,6 +132,8 @@ def test_memory_source_rejects_out_of_place_input():
         event_format("demo:x", 1, "struct foo x;")
     with pytest.raises(ValueError):
         record(a, nope=1)
+    with pytest.raises(ValueError):
+        record(event_format("demo:c", 303, "char comm[16];"), comm=5)
     src = MemorySource([a])
     with pytest.raises(ValueError):
         src.lose(0, 0)

@@ -104,11 +104,13 @@ def record(fmt: EventFormat, *, common_pid: int = 0, little: bool = True, **valu
     out = bytearray(size)
     struct.pack_into(order + "HBBi", out, 0, fmt.id, 0, 0, common_pid)
     for name, value in values.items():
-        f = next((x for x in fmt.fields if x.name == name), None)
+        f = fmt.field(name)
         if f is None:
             raise ValueError(f"{fmt.full_name} has no field {name!r}")
         if isinstance(value, (bytes, bytearray)):
             out[f.offset:f.offset + f.size] = bytes(value[: f.size]).ljust(f.size, b"\0")
+        elif f.is_array or (f.size, f.signed) not in _STRUCT_CODE:
+            raise ValueError(f"field {name} of {fmt.full_name} takes bytes, not {value!r}")
         else:
             code = _STRUCT_CODE[(f.size, f.signed)]
             struct.pack_into(order + code, out, f.offset, value)
