@@ -336,3 +336,21 @@ def read_only_fs(tmp_path):
     _mount_tmpfs(path, "ro,size=1m")
     yield path
     subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.parametrize("tool", ["record", "flight"])
+def test_a_command_that_fails_gives_its_status_after_the_trace(tmp_path, tool):
+    """As `run -- cmd`, `perf stat -- cmd` and `time`: the command ran and failed, so the exit
+    status is its own (after the trace was written), and a line says so."""
+    if tool == "record":
+        args = ["record", "-e", "raw_syscalls:sys_enter", "-o", str(tmp_path / "x.dat")]
+    else:
+        args = ["flight", "--trigger", "raw_syscalls:sys_exit", "--keep", "1M", "--out", str(tmp_path / "d")]
+    cmd = [sys.executable, "-m", "tracewatch", *args, "--buffer-size", "1024", "--", "sh", "-c",
+           "ls / >/dev/null; exit 3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "the command exited with status 3" in r.stderr
+    if tool == "record":
+        theirs, ours = _event_counts(tmp_path / "x.dat")
+        assert theirs == ours > 0

@@ -245,3 +245,27 @@ def test_status_text_says_failures_and_the_limit():
     doc["dumps"].update(failed=2, failure="No space left on device", suppressed_limit=4)
     text = format_status(doc)
     assert "4 over the limit" in text and "2 failed (No space left on device)" in text
+
+
+from tests.unit.test_dump_safety import tiny_tmpfs  # noqa: E402,F401 - a fixture: a 1 MiB tmpfs (root)
+
+
+@pytest.mark.skipif(not (FIXTURES / "a_syscalls.v6.dat").exists(), reason="shared fixtures not present")
+def test_run_keep_whose_dumps_fail_says_so_and_exits_2(tiny_tmpfs, tmp_path, capsys):  # noqa: F811
+    """As flight: a run whose dumps did not reach the disk has not done its job."""
+    script = tmp_path / "trig.py"
+    # the out dir passes the start-up check, then turns read-only before the first dump
+    script.write_text(
+        "import subprocess\n"
+        "from tracewatch import on, dump\n"
+        "@on('raw_syscalls:sys_exit', where='ret < 0')\n"
+        "def failed(ev):\n"
+        "    if not getattr(failed, 'ro', False):\n"
+        f"        subprocess.run(['mount', '-o', 'remount,ro', {str(tiny_tmpfs)!r}], check=True)\n"
+        "        failed.ro = True\n"
+        "    dump(reason='failure', event=ev)\n")
+    rc = run.main([str(script), "-i", str(FIXTURES / "a_syscalls.v6.dat"), "--keep", "1M", "--out",
+                   str(tiny_tmpfs), "--min-free", "0", "--cooldown", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "dump(s) failed" in err and "tracewatch: error:" in err, err

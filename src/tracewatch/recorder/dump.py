@@ -53,7 +53,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import TracewatchError
+from ..errors import CaptureError, TracewatchError
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
 from ..formats.tracedat import TRACEDAT_MAGIC
 from ..formats.tracedat_writer import (PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out, directory_mode,
@@ -1135,6 +1135,13 @@ class DumpWriter:
             parts.append(f"{self.suppressed_limit} over the dump limit")
         parts.append(f"{self.skipped_disk_full} skipped for space")
         return ", ".join(parts)
+
+    def check_written(self) -> None:
+        """Raise :class:`CaptureError` when dumps failed: a recorder whose dumps did not reach the
+        disk has not done its job, and the exit status says so (flight and ``run --keep`` alike)."""
+        if self.failed:
+            raise CaptureError(f"{self.failed} of {self.failed + self.dumps_written} dump(s) failed"
+                               + (f" ({self.failure})" if self.failure else "") + f" in {self.out_dir}")
 
     def close(self) -> None:
         """Let the dump directory's lock go."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import UsageError
 
-__all__ = ["add_live_options", "parse_pids", "open_live_session", "live_exit_status", "exit_status_of",
+__all__ = ["add_live_options", "parse_pids", "open_live_session", "live_exit_status", "command_exit_status", "exit_status_of",
            "interrupted_status"]
 
 
@@ -116,6 +116,13 @@ def live_exit_status(session, command: list[str] | None) -> int:
         return 128 + session.interrupted_by
     if session.stop_signal in (signal.SIGTERM, signal.SIGHUP):
         return 128 + session.stop_signal
+    return command_exit_status(session, command)
+
+
+def command_exit_status(session, command: list[str] | None) -> int:
+    """The traced command's exit status when it ran to its own end and failed (as ``time`` and
+    ``perf stat`` report it: 128 + N when a signal killed it), with a line saying so; else 0.
+    record and flight, which handle their own signals, take only this part."""
     if not command or session.command_status is None or session.command_ended:
         return 0
     status = exit_status_of(session.command_status)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..errors import CaptureError, UsageError
 from ._command import tool_main, tool_parser
-from ._live import add_live_options, open_live_session
+from ._live import add_live_options, command_exit_status, open_live_session
 from ._recorder_options import add_recorder_options, recorder_kwargs
 
 __all__ = ["main", "build_parser"]
@@ -140,21 +140,18 @@ def _run(args: argparse.Namespace) -> int:
                                                                  "Ctrl-C to end")
         log_line(f"recording {what} into a {rec.ring.keep_bytes >> 20} MiB ring; dumps to {args.out} on {on}; "
                  f"SIGUSR1 dumps now, SIGHUP reloads; {stop}")
-        run.run()
+        d = run.run()
         log_line(f"stopped: {rec.writer.summary()}; {session.summary().splitlines()[0]}")
+        if d.dropped_at_stop:
+            log_line(f"{d.dropped_at_stop} events dropped at stop: read, but the run stopped before "
+                     "the handlers were given them")
         if triggers:
             for t in triggers:
                 log_line(f"trigger {t.reason!r}: {t.matched} matching event(s), fired {t.fired} time(s)")
     finally:
         session.close()
-    if rest and session.command_status:
-        log_line(f"the command exited with status {session.command_status}")
-    w = rec.writer
-    if w.failed:
-        # a recorder whose dumps did not reach the disk has not done its job: say so in the exit status
-        raise CaptureError(f"{w.failed} of {w.failed + w.dumps_written} dump(s) failed"
-                           + (f" ({w.failure})" if w.failure else "") + f" in {w.out_dir}")
-    return 0
+    rec.writer.check_written()
+    return command_exit_status(session, rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 from ..errors import CaptureError, UsageError
 from ._command import tool_main, tool_parser
-from ._live import add_live_options, open_live_session
+from ._live import add_live_options, command_exit_status, open_live_session
 
 __all__ = ["main", "build_parser"]
 
@@ -254,9 +254,7 @@ def _record(args: argparse.Namespace) -> int:
         session.close()
         if ended_by is not None:
             _die_of(ended_by)
-    if command and session.command_status:
-        print(f"tracewatch: the command exited with status {session.command_status}", file=sys.stderr)
-    return 0
+    return command_exit_status(session, command)
 
 
 def _die_of(signum: int) -> None:

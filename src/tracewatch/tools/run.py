@@ -159,9 +159,11 @@ def _run_recorded(args: argparse.Namespace, rest: list[str]):
         runner, source = _open_file(args, rest)
         try:
             rec = FlightRecorder.for_reader(source.reader, args.keep, args.out, script=args.script, **kw)
-            return runner.run(ReplaySource(source, rec), recorder=rec), 0
+            d = runner.run(ReplaySource(source, rec), recorder=rec)
         finally:
             source.close()
+        rec.writer.check_written()
+        return d, 0
     from ..recorder.daemon import FlightRun, tune_malloc
 
     tune_malloc()
@@ -176,6 +178,7 @@ def _run_recorded(args: argparse.Namespace, rest: list[str]):
         print(session.summary(d.dropped_at_stop), file=sys.stderr)
     finally:
         session.close()
+    rec.writer.check_written()
     return d, live_exit_status(session, rest)
 
 
