@@ -52,6 +52,7 @@ from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from ..errors import HandlersStuckError, ScriptError, TracewatchError
+from ..procfs import pid_alive
 from ..formats.tracedat_writer import TraceMeta
 from ..script.api import EventHandler, ScriptHandlers, parse_duration
 from ..stream.dispatch import Dispatcher, pattern_matches
@@ -267,13 +268,6 @@ def read_status(path: str) -> dict[str, Any]:
         raise TracewatchError(f"{path}: cannot read status: {e}") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -292,7 +286,7 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     pid = doc.get("pid")
     state = doc.get("state", "?")
     age = now - float(doc.get("updated_unix", now))
-    if state == "running" and pid and not _pid_alive(int(pid)):
+    if state == "running" and pid and not pid_alive(int(pid)):
         state = f"gone (pid {pid} is not running; last update {age:.0f} s ago)"
     elif state == "running" and age > 3 * float(doc.get("interval_s", 5)) + 5:
         state = f"running? (no update for {age:.0f} s)"

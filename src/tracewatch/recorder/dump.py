@@ -54,6 +54,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import CaptureError, TracewatchError
+from ..procfs import pid_alive
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
 from ..formats.tracedat import TRACEDAT_MAGIC
 from ..formats.tracedat_writer import (PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out, directory_mode,
@@ -173,13 +174,6 @@ def unregister_dump_dir(note: str | None) -> None:
             pass
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -197,7 +191,7 @@ def cleanup_dead_dump_dirs() -> list[str]:
         return removed
     for name in names:
         m = re.match(r"^flight-(\d+)\.out$", name)
-        if not m or _pid_alive(int(m.group(1))):
+        if not m or pid_alive(int(m.group(1))):
             continue
         note = os.path.join(RUN_DIR, name)
         try:

@@ -52,6 +52,7 @@ from typing import Callable, Iterable, Iterator
 from ..errors import CaptureError
 from ..formats.event_format import EventFormat, HeaderPage, parse_event_format
 from ..libc import libc
+from ..procfs import pid_alive, process_start_time
 
 __all__ = [
     "TraceFS",
@@ -150,42 +151,14 @@ def own_thread_ids() -> list[int]:
         return [threading.get_native_id()]  # no /proc: at least the calling thread
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def process_start_time(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (field 22 of ``/proc/PID/stat``);
-    None when there is no such process.  With the pid, it tells a process from a later one
-    that got the same pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may hold spaces and ')': fields 3..
-    # follow the last ')'
-    fields = stat[stat.rfind(b")") + 2:].split()
-    try:
-        return int(fields[22 - 3])
-    except (IndexError, ValueError):
-        return None
-
-
 def _owner_running(pid: int, start: int | None) -> bool:
     """Whether the process that made a name with ``pid`` (and ``start``, when the name has
     it) still runs: a pid reused by another process does not count."""
     if start is None:  # a name of the older scheme: the pid is all we have
-        return pid == os.getpid() or _pid_alive(pid)
+        return pid == os.getpid() or pid_alive(pid)
     now = process_start_time(pid)
     if now is None:  # no such process, or /proc does not say: the pid decides
-        return _pid_alive(pid)
+        return pid_alive(pid)
     return now == start
 
 
