@@ -30,7 +30,7 @@ _LAZY = {
     "FileSource": "sources.file", "open_trace": "sources.file",
     "Event": "stream.batch", "EventBatch": "stream.batch",
     "Filter": "stream.filter",
-    "dump": "recorder", "Window": "recorder", "Sequence": "recorder", "Threshold": "recorder",
+    "dump": "recorder", "Window": "recorder", "EventSequence": "recorder", "Sequence": "recorder", "Threshold": "recorder",
 }
 
 
@@ -54,7 +54,8 @@ __all__ = [
     # scripting
     "on", "on_batch", "every", "at_start", "at_end", "on_lost", "probe", "on_probe",
     "Map", "count", "avg", "stats", "hist", "lhist",
-    "Pairing", "SyscallPairing", "pair_arrays", "dump", "Window", "Sequence", "Threshold",
+    "Pairing", "SyscallPairing", "pair_arrays", "dump", "Window", "EventSequence", "Threshold",
+    "Sequence",  # the first release's name of EventSequence, kept as an alias
     # reading
     "open_trace", "FileSource", "Event", "EventBatch", "Filter",
     # errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracewatch.recorder.history import Sequence, SequenceMatch, SlowCall, Threshold, Window
+from tracewatch.recorder.history import EventSequence, Sequence, SequenceMatch, SlowCall, Threshold, Window
 
 MS = 1_000_000
 
@@ -41,7 +41,7 @@ def test_window_is_bounded():
 
 
 def test_sequence_a_then_b_on_the_same_thread_within_a_time():
-    s = Sequence("A", "B", within="10ms")
+    s = EventSequence("A", "B", within="10ms")
     assert s.feed("B", 1, 0) is None  # B without A
     assert s.feed("A", 1, 1 * MS) is None
     assert s.feed("A", 2, 2 * MS) is None
@@ -52,7 +52,7 @@ def test_sequence_a_then_b_on_the_same_thread_within_a_time():
 
 
 def test_sequence_restarts_on_the_first_step_and_ignores_others():
-    s = Sequence("open", "read", "close", within="10ms")
+    s = EventSequence("open", "read", "close", within="10ms")
     s.feed("open", "t", 0)
     s.feed("open", "t", 20 * MS)  # restart: the first open is forgotten
     s.feed("write", "t", 21 * MS)  # not a step: ignored
@@ -60,11 +60,11 @@ def test_sequence_restarts_on_the_first_step_and_ignores_others():
     assert s.in_progress("t") == 2
     assert s.feed("close", "t", 29 * MS) == SequenceMatch("t", 20 * MS, 29 * MS, 9 * MS)
     with pytest.raises(ValueError):
-        Sequence("only", within="1ms")
+        EventSequence("only", within="1ms")
 
 
 def test_sequence_is_bounded():
-    s = Sequence("A", "B", within="1s", max_keys=10)
+    s = EventSequence("A", "B", within="1s", max_keys=10)
     for k in range(100):
         s.feed("A", k, k)
     assert len(s) == 10 and s.evicted == 90
@@ -87,3 +87,9 @@ def test_threshold_is_bounded_and_drops_on_loss():
         slow.enter(k, k)
     assert len(slow) == 5 and slow.pairing.evicted == 15
     assert slow.lost() == 5 and len(slow) == 0
+
+
+def test_sequence_is_the_first_release_name_of_event_sequence():
+    import tracewatch
+
+    assert tracewatch.Sequence is tracewatch.EventSequence is EventSequence is Sequence

@@ -6,7 +6,7 @@ Pieces (data flows top to bottom)::
     dump.FlightRecorder       tee of the page reader: ring + pending dumps + DumpWriter policy
     dump.PendingDump          one dump collecting its post window (--post), cut at its end
     dump.DumpWriter           trace.dat + JSON sidecar, names, rotation, cooldown, free space
-    history                   Window, Sequence, Threshold: stateful trigger criteria made short
+    history                   Window, EventSequence, Threshold: stateful trigger criteria made short
 
 A script asks for a dump with :func:`dump`; it reaches the recorder the runner
 made current in the run context (:mod:`tracewatch.stream.run_context`, where
@@ -24,7 +24,7 @@ from typing import Any
 
 from ..stream.run_context import current_run, set_current
 from .dump import DumpRequest, DumpResult, DumpWriter, FlightRecorder, PendingDump, ReplaySource, replay_pages
-from .history import Sequence, SequenceMatch, SlowCall, Threshold, Window
+from .history import EventSequence, Sequence, SequenceMatch, SlowCall, Threshold, Window
 from .page_ring import PageRing, RingStats, parse_size
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "DumpRequest",
     "DumpResult",
     "Window",
+    "EventSequence",
     "Sequence",
     "SequenceMatch",
     "Threshold",

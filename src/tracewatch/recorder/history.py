@@ -6,7 +6,7 @@
         if fails.reached(ev.common_pid, ev.common_ts, 5):          # 5 within 10 ms, once per burst
             dump(reason=f"{ev.common_comm}: 5 failing newfstatat", event=ev, after="2s")
 
-    seq = Sequence("sys_enter", "sched_switch", within="10ms")     # A then B on the same thread
+    seq = EventSequence("sys_enter", "sched_switch", within="10ms")     # A then B on the same thread
     m = seq.feed("sys_enter", ev.common_pid, ev.common_ts)         # a SequenceMatch when B completes it
 
     slow = Threshold(over="50ms")                                  # durations from entry/exit pairing
@@ -27,7 +27,7 @@ from typing import Any, Hashable, NamedTuple
 from ..script.api import parse_duration
 from ..script.pairing import Pairing
 
-__all__ = ["Window", "Sequence", "SequenceMatch", "Threshold", "SlowCall"]
+__all__ = ["Window", "EventSequence", "Sequence", "SequenceMatch", "Threshold", "SlowCall"]
 
 
 def _ns(value: str | int | float, what: str) -> int:
@@ -138,8 +138,8 @@ class SequenceMatch(NamedTuple):
     duration: int
 
 
-class Sequence(_Keyed):
-    """Steps that must happen in order for one key (a thread) within a time: ``Sequence("A", "B", within="10ms")``.
+class EventSequence(_Keyed):
+    """Steps that must happen in order for one key (a thread) within a time: ``EventSequence("A", "B", within="10ms")``.
 
     Feed every step: ``feed(step, key, ts)``; it returns a
     :class:`SequenceMatch` when ``step`` completes the sequence, else None.
@@ -185,6 +185,11 @@ class Sequence(_Keyed):
         """How many steps of ``key``'s current sequence have happened (0: none)."""
         st = self._state.get(key)
         return 0 if st is None else st[1]
+
+
+#: the name scripts of the first release used; kept so they run unchanged (it shadowed
+#: typing.Sequence in readers' minds, hence EventSequence)
+Sequence = EventSequence
 
 
 class SlowCall(NamedTuple):
