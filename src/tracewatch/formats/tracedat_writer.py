@@ -506,6 +506,14 @@ class TraceDatWriter:
 
     # -- finishing ---------------------------------------------------------
 
+    def _write_whole(self, f: BinaryIO) -> None:
+        """The whole file, headers and pages, into ``f`` (the flight recorder's dumps write it too)."""
+        out = _Out(f, self.meta.little_endian)
+        if self.version == 6:
+            self._write_v6(out)
+        else:
+            self._write_v7(out)
+
     def close(self) -> None:
         """Write the file: temporary name in the same directory, fsync, rename over ``path``.
 
@@ -518,11 +526,7 @@ class TraceDatWriter:
         tmp_path, fd = self._create_temp()
         try:
             with os.fdopen(fd, "wb") as f:
-                out = _Out(f, self.meta.little_endian)
-                if self.version == 6:
-                    self._write_v6(out)
-                else:
-                    self._write_v7(out)
+                self._write_whole(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp_path, self.path)

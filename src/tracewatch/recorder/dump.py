@@ -57,7 +57,7 @@ from ..errors import CaptureError, TracewatchError
 from ..procfs import pid_alive
 from ..formats.ring_page import COMMIT_MASK, RB_MISSED_EVENTS, RB_MISSED_STORED, walk_pages
 from ..formats.tracedat import TRACEDAT_MAGIC
-from ..formats.tracedat_writer import (PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, _Out, directory_mode,
+from ..formats.tracedat_writer import (PAGES_PER_CHUNK, TraceDatWriter, TraceMeta, directory_mode,
                                        make_private_directory)
 from .page_ring import PageRing, RingHold, page_times, parse_size
 
@@ -583,11 +583,7 @@ class _DumpFileWriter(TraceDatWriter):
         try:
             f = os.fdopen(fd, "wb")
             try:
-                out = _Out(f, self.meta.little_endian)
-                if self.version == 6:
-                    self._write_v6(out)
-                else:
-                    self._write_v7(out)
+                self._write_whole(f)
                 f.flush()
                 if self._magic_at is not None:
                     os.pwrite(f.fileno(), TRACEDAT_MAGIC, self._magic_at)  # complete: a trace now
