@@ -14,7 +14,7 @@ and the reading API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .errors import CaptureError, FilterError, ScriptError, TraceFormatError, TracewatchError
 

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     if args[0] == "--version":
-        from . import __version__
+        from .version import __version__
 
         print(f"tracewatch {__version__}")
         return 0

@@ -6,7 +6,7 @@ The layers follow the data flow (docs/architecture.md).  ``sources`` comes first
 flow but uses the formats' vocabulary (pages, format files), so in import terms the
 order from the bottom is::
 
-    errors, compiled, libc, units, procfs, kernels   (no tracewatch imports above them)
+    errors, compiled, libc, units, procfs, version, kernels   (no tracewatch imports above them)
     formats      bytes -> meaning
     sources      where pages come from
     stream       batches, merge, filters, dispatch
@@ -30,7 +30,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "tracewatch"
 
 RANK = {
-    "errors": 0, "compiled": 0, "libc": 0, "units": 0, "procfs": 0, "kernels": 0,
+    "errors": 0, "compiled": 0, "libc": 0, "units": 0, "procfs": 0, "version": 0, "kernels": 0,
     "formats": 1,
     "sources": 2,
     "stream": 3,
@@ -45,7 +45,6 @@ RANK = {
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("sources", "stream"),   # EventChunk, LiveMerger
     ("stream", "export"),    # stream.batch.report_formatter -> ReportFormatter (str(event))
-    ("recorder", ""),        # __version__ for dump sidecars
 }
 
 #: module cycles still present, each as a frozenset of module names

@@ -296,7 +296,7 @@ def _duration_ns(value: str | int | float | None, default: int | None = 0) -> in
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 
