@@ -34,7 +34,7 @@ print fmt: "uaddr: 0x%08lx, op: 0x%08lx, val: 0x%08lx, utime: 0x%08lx, uaddr2: 0
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_sys_enter_futex_matches_trace_cmd(tmp_path) -> None:
     from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.report_text import report_lines
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 

@@ -121,7 +121,7 @@ def _records(nested_old: bool) -> list[tuple[int, bytes]]:
 @pytest.mark.parametrize("nested_old", [False, True], ids=["kernel-6.18", "kernel-4.x-nested-vmexit"])
 def test_kvm_plugin_events_match_trace_cmd(tmp_path, nested_old: bool) -> None:
     from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.report_text import report_lines
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 

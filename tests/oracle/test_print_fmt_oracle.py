@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES
-from tracewatch.export.report_text import ReportFormatter, report_lines
+from tracewatch.formats.report_text import ReportFormatter, report_lines
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.printfmt import PrintFormat
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols

@@ -23,7 +23,7 @@ import struct
 import pytest
 
 from tests.oracle.test_print_fmt_oracle import HEADER, LibTraceEvent, _TepRecord, _TraceSeq
-from tracewatch.export.report_text import ReportFormatter
+from tracewatch.formats.report_text import ReportFormatter
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
 
@@ -206,7 +206,7 @@ def _function_calls() -> list[tuple[int, int, int]]:
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_function_events_match_trace_cmd(tmp_path) -> None:
     from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.report_text import report_lines
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 
@@ -306,7 +306,7 @@ print fmt: "vcpu %u, rip 0x%lx", REC->vcpu_id, REC->rip
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_kvm_exit_and_entry_match_trace_cmd(tmp_path) -> None:
     from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.report_text import report_lines
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 
@@ -348,7 +348,7 @@ print fmt: "pages:%ld reason:%s (%d)", REC->pages, __print_symbolic(REC->reason,
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_tlb_flush_matches_trace_cmd(tmp_path) -> None:
     from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.export.report_text import report_lines
+    from tracewatch.formats.report_text import report_lines
     from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 

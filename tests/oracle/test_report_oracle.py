@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES
-from tracewatch.export.report_text import report_lines
+from tracewatch.formats.report_text import report_lines
 from tracewatch.formats.tracedat import TraceDatReader
 
 pytestmark = pytest.mark.oracle

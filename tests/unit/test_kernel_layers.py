@@ -21,7 +21,7 @@ for pkg in (tracewatch.kernels, tracewatch.formats):
     for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
         importlib.import_module(m.name)
 below = sorted(m for m in sys.modules if m.startswith("tracewatch."))
-import tracewatch.export.report_text
+import tracewatch.formats.report_text
 print(json.dumps([below, sorted(m for m in sys.modules if m.startswith("tracewatch."))]))
 """
 
@@ -67,7 +67,7 @@ def test_without_a_renderer_events_print_as_report_does():
     ctx = TraceContext(reader.formats, reader.symbols)
     batch = _first_batch(ctx, reader)
     first = batch.events_()[0]
-    from tracewatch.export.report_text import ReportFormatter
+    from tracewatch.formats.report_text import ReportFormatter
 
     want = ReportFormatter(reader.symbols, reader.formats).line(first.common_cpu, first.common_ts, first.payload_(),
                                                                  batch.format_)

@@ -44,7 +44,6 @@ RANK = {
 #: (importing layer, imported layer) pairs still present; remove an entry when its imports go.
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("sources", "stream"),   # EventChunk, LiveMerger
-    ("stream", "export"),    # stream.batch.report_formatter -> ReportFormatter (str(event))
 }
 
 #: module cycles still present, each as a frozenset of module names

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from tracewatch.export.report_text import ReportFormatter, timestamps_in_usecs
+from tracewatch.formats.report_text import ReportFormatter, timestamps_in_usecs
 from tracewatch.formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, PrintFormat, Segment
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.symbols import Cmdlines, KernelSymbols, TraceSymbols

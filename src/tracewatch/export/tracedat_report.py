@@ -2,7 +2,7 @@
 
 The index may come in parts (``TraceDatReader.merged_parts``): a big file is
 printed a window at a time in bounded memory.  ``report_chunks`` renders with
-:class:`~tracewatch.export.report_text.ReportFormatter`, so its lines are
+:class:`~tracewatch.formats.report_text.ReportFormatter`, so its lines are
 ``trace-cmd report``'s (``raw``: ``-R``'s).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from ..formats.event_format import field_value
 from ..formats.tracedat import MergedIndex, TraceDatReader
-from .report_text import ReportFormatter
+from ..formats.report_text import ReportFormatter
 
 __all__ = ["report_chunks", "json_lines", "lost_summary", "write_lines", "write_chunks"]
 

@@ -19,7 +19,7 @@ __all__ = ["TraceContext", "LineRenderer", "LineRendererFactory"]
 
 
 class LineRenderer(Protocol):
-    """Renders one event as a text line (``export.report_text.ReportFormatter`` is one)."""
+    """Renders one event as a text line (``formats.report_text.ReportFormatter`` is one)."""
 
     def line(self, cpu: int, ts: int, payload: bytes, fmt: "EventFormat | None") -> str: ...
 

@@ -5,7 +5,7 @@ merge's arrays say where); bytes past its end or its buffer's end read as 0, so
 damaged input never shows another record's bytes.  The loops are compiled
 (:mod:`tracewatch.kernels.gather`); this module plans them and allocates their
 output (from :data:`~tracewatch.formats.ring_page.recycler`).  Batches
-(``stream.batch``) and the report's lines (``export.report_text``) read records
+(``stream.batch``) and the report's lines (``formats.report_text``) read records
 through it.
 """
 

@@ -131,9 +131,9 @@ def report_formatter(symbols: "TraceSymbols", formats: Any) -> LineRenderer:
     context was given no renderer of its own.
 
     Imported on first use: the report modules cost a noticeable part of start-up, which
-    commands that never print an event should not pay (``export`` imports nothing of
+    commands that never print an event should not pay (``formats`` imports nothing of
     ``stream``, so this is no hidden cycle)."""
-    from ..export.report_text import ReportFormatter
+    from ..formats.report_text import ReportFormatter
 
     return ReportFormatter(symbols, formats)
 

@@ -36,7 +36,7 @@ The work is split in three steps, done once per event type, one module each:
 2. ``_segments``: the format string becomes a list of :class:`Segment` (literal
    text, or one conversion bound to one argument): libtraceevent's
    ``print_cache``, which both the formatted report and ``report -R``
-   (``export/report_text``) use;
+   (``formats/report_text``) use;
 3. ``_compile``: each segment becomes a closure over precompiled
    ``struct.Struct`` readers, and the whole line a Python ``%`` template
    (``_cprintf`` does the C printf conversions Python's ``%`` does not share).

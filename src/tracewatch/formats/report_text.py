@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..formats.event_format import EventFormat, Field
-from ..formats.plugins import EventRenderer, comm_teacher, find_function, make_renderer
-from ..formats.printfmt import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, PrintFormat, Segment, c_printf_int
-from ..formats.records import gather_rows
-from ..formats.symbols import TraceSymbols
+from .event_format import EventFormat, Field
+from .plugins import EventRenderer, comm_teacher, find_function, make_renderer
+from .printfmt import SEG_NUMBER, SEG_POINTER, SEG_STRING, SEG_TEXT, PrintFormat, Segment, c_printf_int
+from .records import gather_rows
+from .symbols import TraceSymbols
 
 __all__ = [
     "ReportFormatter",
