@@ -4,11 +4,13 @@ print fmt then)."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import struct
 
 import pytest
+
+from tests.oracle.written_traces import our_text, trace_cmd_text, write_trace
+from tracewatch.testing.page_builder import PageBuilder
 
 SYS_ENTER_FUTEX = """name: sys_enter_futex
 ID: 922
@@ -33,25 +35,13 @@ print fmt: "uaddr: 0x%08lx, op: 0x%08lx, val: 0x%08lx, utime: 0x%08lx, uaddr2: 0
 @pytest.mark.oracle
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_sys_enter_futex_matches_trace_cmd(tmp_path) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.report_text import report_lines
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
-
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     pages = PageBuilder()
     ops = [*range(14), 128 | 9, 256 | 9, 384 | 0, 1 << 40, 0x7F]
     for n, op in enumerate(ops):
         pages.add(10 * (n + 1), struct.pack("<HBBiixxxxQQQQQQ", 922, 0, 0, 9, 202, 0x7F12_3456_7000 + n, op,
                                             n * 1000 + 3, 0xFFFF_0000 + n, 0x5612_0000_0000 + n, 0xFFFF_FFFF - n))
-    meta = dataclasses.replace(base, event_formats={"syscalls": [SYS_ENTER_FUTEX]}, cpustats={})
-    path = tmp_path / "futex.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
-    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
-    theirs = _trace_cmd_text(path, False)
+    path = write_trace(tmp_path / "futex.dat", pages, event_formats={"syscalls": [SYS_ENTER_FUTEX]})
+    ours, theirs = our_text(path), trace_cmd_text(path)
     assert "op=FUTEX_WAIT_BITSET|FUTEX_PRIVATE_FLAG uaddr=" in theirs  # the premise: the plugin's text
     assert "uaddr: 0x7f123456700d, op: 0x0000000d" in theirs  # and the print fmt's for an unknown command
     assert ours == theirs

@@ -8,11 +8,13 @@ layout, the only one with the ``rip`` and ``exit_code`` fields the plugin reads.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import struct
 
 import pytest
+
+from tests.oracle.written_traces import our_text, trace_cmd_text, write_trace
+from tracewatch.testing.page_builder import PageBuilder
 
 _COMMON = """\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
@@ -120,26 +122,13 @@ def _records(nested_old: bool) -> list[tuple[int, bytes]]:
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 @pytest.mark.parametrize("nested_old", [False, True], ids=["kernel-6.18", "kernel-4.x-nested-vmexit"])
 def test_kvm_plugin_events_match_trace_cmd(tmp_path, nested_old: bool) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.report_text import report_lines
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
-
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     pages = PageBuilder()
     for ts, payload in _records(nested_old):
         pages.add(ts, payload)
     kvm = [EMULATE_INSN, NESTED_VMEXIT_INJECT, NESTED_VMEXIT_OLD if nested_old else NESTED_VMEXIT_NEW]
-    meta = dataclasses.replace(base, event_formats={"kvm": kvm,
-                                                    "kvmmmu": [MMU_GET_PAGE, MMU_SYNC_PAGE, MMU_PREPARE_ZAP_PAGE]},
-                               cpustats={})
-    path = tmp_path / "kvm.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
-    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
-    theirs = _trace_cmd_text(path, False)
+    path = write_trace(tmp_path / "kvm.dat", pages, event_formats={
+        "kvm": kvm, "kvmmmu": [MMU_GET_PAGE, MMU_SYNC_PAGE, MMU_PREPARE_ZAP_PAGE]})
+    ours, theirs = our_text(path), trace_cmd_text(path)
     # the premise: the plugin's texts, not the print fmts'
     assert "reason EXTERNAL_INTERRUPT info1 " in theirs and "sp gfn 1f000 " in theirs
     assert ":ffffffff81000000: 0f 20 31\n" in theirs

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import dataclasses
 import shutil
 import struct
 import subprocess
@@ -384,34 +383,21 @@ L_PRINT_FMTS = [
 ]
 
 
-def _trace_cmd_text(path: Path, raw: bool) -> str:
-    done = subprocess.run([TRACE_CMD, "report", *(["-R"] if raw else []), str(path)], capture_output=True)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode("utf-8", "surrogateescape")
-
-
 @pytest.mark.skipif(TRACE_CMD is None, reason="trace-cmd is not installed")
 @pytest.mark.parametrize("long_size", [4, 8])
 def test_L_length_modifier_matches_trace_cmd(tmp_path: Path, long_size: int) -> None:
     # %L is long long in trace-cmd's output (the whole 64-bit value), report and -R alike
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
+    from tests.oracle.written_traces import our_text, trace_cmd_text, write_trace
     from tracewatch.testing.page_builder import PageBuilder
 
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     texts, pages = [], PageBuilder()
     for n, print_fmt in enumerate(L_PRINT_FMTS):
         event_id = 900 + n
         texts.append(f"name: wide{n}\nID: {event_id}\nformat:\n{HEADER}{WIDE_FIELDS}\nprint fmt: {print_fmt}\n")
         pages.add(1000 * (n + 1), wide_payload(event_id))
-    meta = dataclasses.replace(base, event_formats={"test": texts}, long_size=long_size, cpustats={})
-    path = tmp_path / f"wide{long_size}.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
+    path = write_trace(tmp_path / f"wide{long_size}.dat", pages, event_formats={"test": texts}, long_size=long_size)
     for raw in (False, True):
-        ours = "".join(line + "\n" for line in report_lines(_reader(path), raw=raw))
-        theirs = _trace_cmd_text(path, raw)
+        ours, theirs = our_text(path, raw), trace_cmd_text(path, raw)
         assert "1129872934808" in theirs  # the premise: trace-cmd prints the whole value
         assert ours == theirs
 

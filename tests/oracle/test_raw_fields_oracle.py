@@ -16,13 +16,14 @@ page (``size`` is the record's own), as trace-cmd does.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import shutil
 import struct
 
 import pytest
 
 from tests.oracle.test_print_fmt_oracle import HEADER, LibTraceEvent, _TepRecord, _TraceSeq
+from tests.oracle.written_traces import our_text, trace_cmd_text, write_trace
+from tracewatch.testing.page_builder import PageBuilder
 from tracewatch.formats.report_text import ReportFormatter
 from tracewatch.formats.event_format import parse_event_format
 from tracewatch.formats.symbols import KernelSymbols, TraceSymbols
@@ -205,28 +206,15 @@ def _function_calls() -> list[tuple[int, int, int]]:
 @pytest.mark.oracle
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_function_events_match_trace_cmd(tmp_path) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.report_text import report_lines
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
-
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
-
     def address(n: int) -> int:
         return 0xFFFFFFFF82000000 if n == 10 else 0xFFFFFFFF81000000 + n * 0x1000 + 0x10
 
     pages = {0: PageBuilder(), 1: PageBuilder()}
     for step, (cpu, func, parent) in enumerate(_function_calls()):
         pages[cpu].add(1000 * (step + 1), struct.pack("<HBBiQQ", 1, 0, 0, 77, address(func), address(parent)))
-    meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
-                               cpustats={})
-    path = tmp_path / "function.dat"
-    write_tracedat(path, meta, {cpu: [b.build()] for cpu, b in pages.items()})
-    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
-    theirs = _trace_cmd_text(path, False)
+    path = write_trace(tmp_path / "function.dat", pages, ftrace_formats=[FUNCTION_FORMAT], event_formats={},
+                       kallsyms=FUNCTION_KALLSYMS)
+    ours, theirs = our_text(path), trace_cmd_text(path)
     assert "   f3" in theirs  # the premise: the plugin indents
     assert ours == theirs
 
@@ -244,26 +232,18 @@ def test_time_column_matches_trace_cmd(tmp_path, clock: str, tsc2nsec: bool) -> 
     import subprocess
     import sys
 
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.tracedat_writer import OPT_TSC2NSEC, TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
+    from tracewatch.formats.tracedat_writer import OPT_TSC2NSEC
 
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     pages = PageBuilder()
     for step, ts in enumerate((5, 123_456_789, 303_280_081_900_681, 10**15 + 7)):
         pages.add(ts, struct.pack("<HBBiQQ", 1, 0, 0, 77, 0xFFFFFFFF81001010, 0xFFFFFFFF81000010))
     extra = [(OPT_TSC2NSEC, struct.pack("<IIQ", 735842807, 31, 0))] if tsc2nsec else []
-    meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
-                               cpustats={}, trace_clock=clock, extra_options=extra)
-    path = tmp_path / "clock.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
+    path = write_trace(tmp_path / "clock.dat", pages, ftrace_formats=[FUNCTION_FORMAT], event_formats={},
+                       kallsyms=FUNCTION_KALLSYMS, trace_clock=clock, extra_options=extra)
     for raw in (False, True):
         ours = subprocess.run([sys.executable, "-m", "tracewatch", "report", *(["--raw"] if raw else []), str(path)],
                               capture_output=True, check=True).stdout.decode()
-        theirs = _trace_cmd_text(path, raw)
+        theirs = trace_cmd_text(path, raw)
         assert ("." in theirs.splitlines()[1].split("]")[1].split(":")[0]) == tsc2nsec  # the premise
         assert ours == theirs
 
@@ -305,26 +285,14 @@ print fmt: "vcpu %u, rip 0x%lx", REC->vcpu_id, REC->rip
 @pytest.mark.oracle
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_kvm_exit_and_entry_match_trace_cmd(tmp_path) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.report_text import report_lines
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
-
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     pages = PageBuilder()
     rip = 0xFFFFFFFFBB533D40
     # (exit reason, isa): VMX names, SVM names, EXIT_ERR (-1), unknown numbers and ISAs
     for step, (reason, isa) in enumerate([(1, 1), (48, 1), (0x7C, 2), (0xFFFFFFFF, 2), (3, 1), (77, 2), (1, 3)]):
         pages.add(100 * step + 1, struct.pack("<HBBiIxxxxQIxxxxQQ", 2, 0, 0, 9, reason, rip + step, isa, step, 0xEC))
         pages.add(100 * step + 2, struct.pack("<HBBiIxxxxQ", 3, 0, 0, 9, step % 3, rip + step))
-    meta = dataclasses.replace(base, event_formats={"kvm": [KVM_EXIT_FORMAT, KVM_ENTRY_FORMAT]}, cpustats={})
-    path = tmp_path / "kvm.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
-    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
-    theirs = _trace_cmd_text(path, False)
+    path = write_trace(tmp_path / "kvm.dat", pages, event_formats={"kvm": [KVM_EXIT_FORMAT, KVM_ENTRY_FORMAT]})
+    ours, theirs = our_text(path), trace_cmd_text(path)
     assert "reason EXTERNAL_INTERRUPT rip" in theirs  # the premise: the plugin prints names
     assert ours == theirs
 
@@ -347,22 +315,10 @@ print fmt: "pages:%ld reason:%s (%d)", REC->pages, __print_symbolic(REC->reason,
 @pytest.mark.oracle
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd is not installed")
 def test_tlb_flush_matches_trace_cmd(tmp_path) -> None:
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader, _trace_cmd_text
-    from tracewatch.formats.report_text import report_lines
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
-    from tracewatch.testing.page_builder import PageBuilder
-
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     pages = PageBuilder()
     for step, (reason, count) in enumerate([(0, -1), (1, 7), (2, 0), (3, 1 << 40), (4, 3), (-1, 2)]):
         pages.add(step + 1, struct.pack("<HBBiixxxxq", 4, 0, 0, 9, reason, count))
-    meta = dataclasses.replace(base, event_formats={"tlb": [TLB_FLUSH_FORMAT]}, cpustats={})
-    path = tmp_path / "tlb.dat"
-    write_tracedat(path, meta, {0: [pages.build()]})
-    ours = "".join(line + "\n" for line in report_lines(_reader(path)))
-    theirs = _trace_cmd_text(path, False)
+    path = write_trace(tmp_path / "tlb.dat", pages, event_formats={"tlb": [TLB_FLUSH_FORMAT]})
+    ours, theirs = our_text(path), trace_cmd_text(path)
     assert "pages=-1 reason=flush on task switch (0)" in theirs  # the premise: the plugin's text
     assert ours == theirs

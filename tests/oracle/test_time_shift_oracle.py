@@ -155,16 +155,11 @@ def _tracewatch_report(path: Path, raw: bool) -> str:
 
 def _write_pair(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool, version: int) -> tuple[Path, Path]:
     """(host file, guest file): the same pages of 4 CPUs, the guest file with a TIME_SHIFT option."""
-    from tests.oracle.test_print_fmt_oracle import DAT_FILES, _reader
     from tests.oracle.test_raw_fields_oracle import FUNCTION_FORMAT, FUNCTION_KALLSYMS
+    from tests.oracle.written_traces import base_meta, write_trace
     from tracewatch.formats.tracedat import OPT_TIME_SHIFT, OPT_TSC2NSEC
-    from tracewatch.formats.tracedat_writer import TraceMeta, write_tracedat
     from tracewatch.testing.page_builder import PageBuilder
 
-    base_file = DAT_FILES["e_mixed"]
-    if not base_file.exists():
-        pytest.skip(f"{base_file} missing")
-    base = TraceMeta.from_reader(_reader(base_file))
     samples = _cpu_samples(flags)
     if not flags:
         before, after = (_reference(t, samples[0], flags) for t in STEP_BACK)
@@ -177,16 +172,14 @@ def _write_pair(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool, ver
             builder.add(ts + cpu, struct.pack("<HBBiQQ", 1, 0, 0, 100 + cpu, ip, 0xFFFFFFFF81000010))
     extra = [(OPT_TSC2NSEC, struct.pack("<IIQ", 735842807, 31, 0))] if tsc2nsec else []
     # an x86-tsc clock: without TSC2NSEC the time column is the plain count, every ns visible
-    meta = dataclasses.replace(base, ftrace_formats=[FUNCTION_FORMAT], event_formats={}, kallsyms=FUNCTION_KALLSYMS,
-                               cpustats={}, trace_clock="[x86-tsc] local", extra_options=extra)
+    meta = dataclasses.replace(base_meta(), ftrace_formats=[FUNCTION_FORMAT], event_formats={},
+                               kallsyms=FUNCTION_KALLSYMS, trace_clock="[x86-tsc] local")
     compression = "zstd" if version == 7 else None
-    host = tmp_path / "host.dat"
-    write_tracedat(host, meta, {cpu: [b.build()] for cpu, b in pages.items()}, version=version,
-                   compression=compression)
-    guest = tmp_path / "guest.dat"
     shift = (OPT_TIME_SHIFT, _time_shift_option(samples, flags, fractions=fractions))
-    write_tracedat(guest, dataclasses.replace(meta, extra_options=[*extra, shift]),
-                   {cpu: [b.build()] for cpu, b in pages.items()}, version=version, compression=compression)
+    host = write_trace(tmp_path / "host.dat", pages, meta=meta, version=version, compression=compression,
+                       extra_options=extra)
+    guest = write_trace(tmp_path / "guest.dat", pages, meta=meta, version=version, compression=compression,
+                        extra_options=[*extra, shift])
     return host, guest
 
 
@@ -200,12 +193,12 @@ def _write_pair(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool, ver
 ])
 def test_guest_times_match_trace_cmd(tmp_path: Path, flags: int, fractions: bool, tsc2nsec: bool,
                                      version: int) -> None:
-    from tests.oracle.test_print_fmt_oracle import _trace_cmd_text
+    from tests.oracle.written_traces import trace_cmd_text
 
     host, guest = _write_pair(tmp_path, flags, fractions, tsc2nsec, version)
     for raw in (False, True):
-        theirs = _trace_cmd_text(guest, raw)
-        assert theirs != _trace_cmd_text(host, raw)  # the premise: trace-cmd applied the shift
+        theirs = trace_cmd_text(guest, raw)
+        assert theirs != trace_cmd_text(host, raw)  # the premise: trace-cmd applied the shift
         assert _tracewatch_report(guest, raw) == theirs
 
 
