@@ -10,13 +10,12 @@ fails the test).  Format damage must be named: the event and the field.
 from __future__ import annotations
 
 import functools
-import signal
-from contextlib import contextmanager
 
 import pytest
 
 from tests.conftest import FIXTURES
 from tests.corpus.mutations import CASES, Case
+from tests.fuzz.test_fuzz_report import deadline  # a damaged input must not make a reader loop forever
 from tracewatch import cli
 
 pytestmark = pytest.mark.skipif(not (FIXTURES / "b_sched.v6.dat").exists(),
@@ -31,21 +30,6 @@ def each(ev):
     fields = {f.name: getattr(ev, f.name) for f in ev.format_.fields}
     print(ev.common_ts, ev.common_cpu, ev.name_, sorted(fields.items()))
 """
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: a damaged input must not make a reader loop forever."""
-    def on_alarm(signum, frame):
-        raise AssertionError(f"did not finish within {seconds}s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _tool(capsysbinary, argv: list[str]) -> tuple[int, list[str], str]:
